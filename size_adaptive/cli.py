@@ -1,0 +1,133 @@
+"""``yolo-sa``: the ``yolo`` command with the size-adaptive loss.
+
+``yolo-sa train model=yolo12n.yaml data=VisDrone.yaml epochs=300 size_weights=2,1.5,1``: every ``yolo`` argument works
+as in ``yolo`` (this runs Ultralytics' own CLI entrypoint), plus the ``size_*`` keys and ``data=demo``. ``val``,
+``predict`` and ``export`` behave as in ``yolo``; ``val`` also reports mAP small/medium/large.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER, YAML
+
+from .settings import DEFAULTS, SizeSettings, split_size_keys
+
+HELP_WORDS = {"help", "-h", "--help", "h"}
+DEFAULT_TRAIN = {"model": "yolo12n.yaml", "data": "demo"}
+
+HELP = """\
+yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
+
+    yolo-sa [TASK] MODE ARGS      MODE: train, val, predict, export, ...; ARGS: any 'yolo' key=value
+
+    yolo-sa train model=yolo12n.yaml data=VisDrone.yaml epochs=300 imgsz=640 size_weights=2,1.5,1
+    yolo-sa train data=demo epochs=10 imgsz=320        # built-in synthetic small-object data
+    yolo-sa val model=runs/detect/train/weights/best.pt data=demo
+    yolo-sa train resume model=runs/detect/train/weights/last.pt
+
+  Without model= or data=, 'yolo-sa train' uses model=yolo12n.yaml and data=demo.
+
+  Size-adaptive settings (train):
+    size_weights=2,1.5,1       loss weights of small, medium and large objects, each > 0
+    size_thresholds=32,96      small/medium and medium/large edges, as box side lengths in px
+    size_space=original        'original': thresholds in original-image px (the COCO definition of mAP_small),
+                               converted once to network-input px; 'input': network-input px as given
+    size_norm=False            True: divide by the weighted target-score sum, keeping stock loss scale
+
+  The stock 'yolo' help follows.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``yolo-sa``; return the exit status (2 for a usage error)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].lower() in HELP_WORDS:
+        print(HELP)
+        from ultralytics.cfg import CLI_HELP_MSG
+
+        print(CLI_HELP_MSG)
+        return 0
+    try:
+        args = _with_train_defaults(args)
+        _check_size_args(args)
+        with _yolo_sa_entrypoint(args):
+            from ultralytics.cfg import entrypoint
+
+            entrypoint()
+    except (ValueError, SyntaxError) as e:  # our settings' errors and Ultralytics' unknown-key errors
+        if not _is_usage_error(e):
+            raise
+        print(f"yolo-sa: error: {e}".rstrip(), file=sys.stderr)
+        return 2
+    return 0
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """Errors that name a bad argument: ours (a size key, the demo size) and Ultralytics' key/value checks."""
+    text = str(e)
+    return isinstance(e, SyntaxError) or "size_" in text or "YOLO_SA_DEMO_SIZE" in text
+
+
+def _key_values(args: list[str]) -> dict[str, str]:
+    from ultralytics.cfg import merge_equals_args
+
+    return dict(a.split("=", 1) for a in merge_equals_args(args) if "=" in a)
+
+
+def _with_train_defaults(args: list[str]) -> list[str]:
+    """``yolo-sa train`` without model=/data= trains yolo12n.yaml on the demo data (no download)."""
+    if "train" not in args:
+        return args
+    given = _key_values(args)
+    resuming = "resume" in args or str(given.get("resume", "")).lower() not in {"", "false"}
+    missing = {k: v for k, v in DEFAULT_TRAIN.items() if k not in given and not resuming}
+    for k, v in missing.items():
+        LOGGER.warning(f"'{k}' argument is missing. Using 'yolo-sa' default '{k}={v}'.")
+    return args + [f"{k}={v}" for k, v in missing.items()]
+
+
+def _check_size_args(args: list[str]) -> None:
+    """Validate the ``size_*`` keys of the command line and of a ``cfg=`` yaml before Ultralytics starts anything."""
+    given = _key_values(args)
+    size = {}
+    if cfg := given.get("cfg"):
+        if not Path(cfg).is_file():
+            raise ValueError(f"cfg: expected an existing yaml file; got {cfg!r}")
+        size.update(split_size_keys(YAML.load(cfg))[0])
+    size.update(split_size_keys(given)[0])
+    SizeSettings.from_dict(size)
+    if size and "train" not in args:
+        LOGGER.warning(f"size_* settings only act in training; ignored here: {sorted(size)}")
+
+
+@contextlib.contextmanager
+def _yolo_sa_entrypoint(args: list[str]):
+    """Let Ultralytics' CLI entrypoint run as ``yolo-sa``: our ``YOLO``, our keys, our argv; restored afterwards."""
+    import ultralytics
+    import ultralytics.cfg as ucfg
+
+    from .model import YOLO
+
+    missing = object()
+    saved_argv, saved_yolo = ucfg.ARGV, ultralytics.__dict__.get("YOLO", missing)
+    added = [k for k in DEFAULTS if k not in DEFAULT_CFG_DICT]
+    ucfg.ARGV = ["yolo-sa", *args]
+    ultralytics.YOLO = YOLO  # the entrypoint builds the model with 'from ultralytics import YOLO'
+    DEFAULT_CFG_DICT.update({k: DEFAULTS[k] for k in added})  # accepted keys, with close-match suggestions
+    try:
+        yield
+    finally:
+        ucfg.ARGV = saved_argv
+        if saved_yolo is missing:
+            del ultralytics.YOLO
+        else:
+            ultralytics.YOLO = saved_yolo
+        for k in added:
+            DEFAULT_CFG_DICT.pop(k, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The size-adaptive weighting rule: ground-truth box areas -> per-anchor loss weights.
+
+Pure tensor functions; this module does not import Ultralytics.
+
+Shapes and units (Ultralytics names):
+    bs             batch size
+    num_anchors    anchor points over all strides: 84 at imgsz 64, 2100 at 320, 8400 at 640
+    target_bboxes  (bs, num_anchors, 4) xyxy, px: the box the assigner matched to each anchor
+    fg_mask        (bs, num_anchors) bool: anchors matched to a ground-truth box
+    weights        (bs, num_anchors)
+    px             network-input pixels (after letterbox/resize); areas are px².
+
+Buckets follow the COCO convention with half-open intervals, for thresholds ``(t_small, t_medium)`` as
+side lengths: small ``area < t_small²``, medium ``t_small² <= area < t_medium²``, large ``area >= t_medium²``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+
+SMALL, MEDIUM, LARGE = 0, 1, 2
+BUCKET_NAMES = ("small", "medium", "large")
+
+Numbers = Union[torch.Tensor, Sequence[float]]
+
+
+def box_areas(boxes: torch.Tensor) -> torch.Tensor:
+    """Return the areas of xyxy boxes; degenerate (zero or negative extent) boxes have area 0.
+
+    Args:
+        boxes: (..., 4) xyxy.
+
+    Returns:
+        (...) areas in the square of the boxes' unit.
+    """
+    wh = (boxes[..., 2:4] - boxes[..., 0:2]).clamp(min=0)  # (..., 2)
+    return wh[..., 0] * wh[..., 1]
+
+
+def size_buckets(areas: torch.Tensor, thresholds: Numbers) -> torch.Tensor:
+    """Return the size bucket (0 small, 1 medium, 2 large) of each area.
+
+    Args:
+        areas: (...) areas in px².
+        thresholds: (2,) side lengths in px, strictly increasing.
+
+    Returns:
+        (...) int64 bucket indices.
+    """
+    edges = torch.as_tensor(thresholds, dtype=areas.dtype, device=areas.device).square()  # (2,) px²
+    return torch.bucketize(areas, edges, right=True)  # edges[i-1] <= area < edges[i]
+
+
+def anchor_weights(
+    target_bboxes: torch.Tensor, fg_mask: torch.Tensor, thresholds: Numbers, weights: Numbers
+) -> torch.Tensor:
+    """Weight every foreground anchor by the size bucket of its assigned box; background anchors get 1.
+
+    Args:
+        target_bboxes: (bs, num_anchors, 4) xyxy px, as returned by the TaskAlignedAssigner. They are already in
+            pixels: no stride factor is applied.
+        fg_mask: (bs, num_anchors) bool.
+        thresholds: (2,) side lengths in px of the small/medium and medium/large edges.
+        weights: (3,) weights of the small, medium and large buckets.
+
+    Returns:
+        (bs, num_anchors) weights in the dtype of ``target_bboxes``.
+
+    Example:
+        >>> boxes = torch.tensor([[[0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 50.0, 50.0], [0.0, 0.0, 200.0, 100.0]]])
+        >>> anchor_weights(boxes, torch.tensor([[True, True, False]]), (32, 96), (2.0, 1.5, 1.0))
+        tensor([[2.0000, 1.5000, 1.0000]])
+    """
+    table = torch.as_tensor(weights, dtype=target_bboxes.dtype, device=target_bboxes.device)  # (3,)
+    bucket = size_buckets(box_areas(target_bboxes), thresholds)  # (bs, num_anchors)
+    return torch.where(fg_mask, table[bucket], torch.ones_like(table[0]))
+
+
+def bucket_counts(target_bboxes: torch.Tensor, fg_mask: torch.Tensor, thresholds: Numbers) -> torch.Tensor:
+    """Count the foreground anchors in each size bucket, on the device (no host sync).
+
+    Args:
+        target_bboxes: (bs, num_anchors, 4) xyxy px.
+        fg_mask: (bs, num_anchors) bool.
+        thresholds: (2,) side lengths in px.
+
+    Returns:
+        (3,) float counts of small, medium and large foreground anchors.
+    """
+    bucket = size_buckets(box_areas(target_bboxes), thresholds)  # (bs, num_anchors)
+    counts = torch.zeros(3, dtype=target_bboxes.dtype, device=target_bboxes.device)
+    return counts.scatter_add_(0, bucket.flatten(), fg_mask.flatten().to(counts.dtype))
