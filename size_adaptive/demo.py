@@ -132,7 +132,7 @@ def _draw(image: np.ndarray, cls: int, x0: int, y0: int, w: int, h: int, color: 
     if cls == 0:  # square
         cv2.rectangle(image, (x0, y0), (x1, y1), color, -1)
     elif cls == 1:  # disc
-        cv2.ellipse(image, (((x0 + x1) / 2, (y0 + y1) / 2), (w, h), 0.0), color, -1)
+        cv2.ellipse(image, (((x0 + x1) / 2, (y0 + y1) / 2), (w - 1, h - 1), 0.0), color, -1)
     elif cls == 2:  # triangle
         cv2.fillPoly(image, [np.array([[(x0 + x1) // 2, y0], [x1, y1], [x0, y1]], np.int32)], color)
     else:  # cross

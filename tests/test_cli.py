@@ -1,0 +1,54 @@
+"""yolo-sa argument handling: help, usage errors before anything starts, and no leak into Ultralytics."""
+
+from __future__ import annotations
+
+import ultralytics
+from ultralytics.utils import DEFAULT_CFG_DICT
+
+from size_adaptive.cli import main
+from size_adaptive.settings import KEYS
+
+
+def test_help_lists_our_keys_and_the_stock_help(capsys):
+    assert main(["help"]) == 0
+    out = capsys.readouterr().out
+    assert all(k in out for k in ("size_weights", "size_thresholds", "size_space", "size_norm"))
+    assert "yolo TASK MODE ARGS" in out
+
+
+def _refused(capsys, tmp_path, *args):
+    code = main(["train", "model=yolo11n.yaml", f"project={tmp_path / 'runs'}", "epochs=1", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("yolo-sa: error:")
+    assert not (tmp_path / "runs").exists()
+    return err
+
+
+def test_bad_size_value_is_a_usage_error_naming_setting_expected_and_given(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "size_weights=2,1")
+    assert "size_weights: expected 3 positive finite weights" in err and "got '2,1'" in err
+
+
+def test_unknown_size_key_gets_a_close_match(capsys, tmp_path):
+    assert "Did you mean 'size_norm'?" in _refused(capsys, tmp_path, "size_nrom=True")
+
+
+def test_unknown_stock_key_is_refused_the_way_yolo_refuses_it(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "epoch=3")
+    assert "'epoch' is not a valid YOLO argument" in err and "epochs" in err
+
+
+def test_misspelt_size_key_gets_ultralytics_suggestion_too(capsys, tmp_path):
+    assert "size_weights" in _refused(capsys, tmp_path, "size_weights2=2,1.5,1")
+
+
+def test_bad_size_value_in_a_cfg_yaml_is_refused(capsys, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("size_space: pixels\n")
+    assert "size_space: expected one of ['original', 'input']" in _refused(capsys, tmp_path, f"cfg={cfg}")
+
+
+def test_cli_leaves_ultralytics_as_it_found_it(capsys, tmp_path):
+    yolo, keys = ultralytics.YOLO, set(DEFAULT_CFG_DICT)
+    _refused(capsys, tmp_path, "epoch=3")
+    assert ultralytics.YOLO is yolo and set(DEFAULT_CFG_DICT) == keys and not keys & set(KEYS)

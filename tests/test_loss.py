@@ -1,0 +1,211 @@
+"""SizeAdaptiveDetectionLoss against stock v8DetectionLoss: the invariants of DESIGN.md, one test each."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from ultralytics.utils.loss import E2ELoss
+
+import helpers as h
+from size_adaptive.loss import SizeAdaptiveDetectionLoss, build_criterion
+
+IMGSZ = 64  # 84 anchors: 64 at stride 8, 16 at 16, 4 at 32
+# Image 0: a 20x20 px box (small at 32/96 px), image 1: a 40x40 px box (medium) and a 60x60 px box (large at 32/50).
+BOXES = [[10, 10, 30, 30], [4, 4, 44, 44], [2, 2, 62, 62]]
+IMAGE_IDX = [0, 1, 1]
+
+
+def _batch():
+    return h.batch(BOXES, IMGSZ, classes=[1, 3, 5], image_idx=IMAGE_IDX)
+
+
+def _fg_mask(stock, p, b):
+    """The assigner's foreground mask (bs, num_anchors), from the stock loss's own assignment."""
+    return stock.get_assigned_targets_and_loss(p, b)[0][0]
+
+
+def test_unit_weights_give_stock_loss_values_and_gradients():
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(weights=(1, 1, 1)))
+    total_s, items_s, gs_s, gb_s = h.loss_and_grads(stock, p, b)
+    total_o, items_o, gs_o, gb_o = h.loss_and_grads(ours, p, b)
+    assert torch.equal(total_s, total_o)
+    assert items_s.keys() == items_o.keys() and all(torch.equal(items_s[k], items_o[k]) for k in items_s)
+    assert torch.equal(gs_s, gs_o) and torch.equal(gb_s, gb_o)
+
+
+def test_unit_weights_with_size_norm_give_stock_loss():
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(weights=(1, 1, 1), norm=True))
+    torch.testing.assert_close(h.loss_and_grads(stock, p, b)[0], h.loss_and_grads(ours, p, b)[0], rtol=1e-6, atol=0)
+
+
+def test_background_anchors_keep_stock_cls_loss():
+    # d(loss)/d(score) of a background anchor only comes from its BCE term, normalised by the stock target_scores_sum.
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(weights=(5.0, 3.0, 0.5)))
+    fg = _fg_mask(stock, p, b)
+    gs_s, gs_o = h.loss_and_grads(stock, p, b)[2], h.loss_and_grads(ours, p, b)[2]
+    bg = ~fg.unsqueeze(1).expand_as(gs_s)  # (bs, num_classes, num_anchors)
+    assert bg.any() and torch.equal(gs_s[bg], gs_o[bg])
+
+
+def test_size_norm_changes_only_the_shared_normaliser_of_background_anchors():
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(weights=(5.0, 3.0, 0.5), norm=True))
+    fg = _fg_mask(stock, p, b)
+    gs_s, gs_o = h.loss_and_grads(stock, p, b)[2], h.loss_and_grads(ours, p, b)[2]
+    bg = ~fg.unsqueeze(1).expand_as(gs_s)
+    ratio = gs_o[bg] / gs_s[bg]
+    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio[0].item()), rtol=1e-5, atol=0)
+    assert ratio[0] != 1  # the weighted normaliser differs from the stock one
+
+
+def test_foreground_gradients_scale_per_anchor_with_its_bucket_weight():
+    # Invariant 5: cls, box and DFL terms are weighted per anchor, not by a batch mean. With thresholds 32/50 px the
+    # 20 px box is small (x4), the 40 px box medium (x2), the 60 px box large (x1): the three weights differ, so a
+    # batch-mean scaling could not give these per-anchor ratios.
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    weights = (4.0, 2.0, 1.0)
+    stock, ours = h.stock_and_size(m, h.settings(weights=weights, thresholds=(32, 50)))
+    gs_s, gb_s = h.loss_and_grads(stock, p, b)[2:]
+    gs_o, gb_o = h.loss_and_grads(ours, p, b)[2:]
+    w = ours.anchor_weights  # (bs, num_anchors)
+    fg = _fg_mask(stock, p, b)
+    assert set(w[fg].tolist()) == set(weights)  # every bucket is present among the foreground anchors
+    expected_scores = gs_s * w.unsqueeze(1)  # (bs, 1, num_anchors) against (bs, num_classes, num_anchors)
+    expected_boxes = gb_s * w.unsqueeze(1)
+    torch.testing.assert_close(gs_o, expected_scores, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(gb_o, expected_boxes, rtol=1e-5, atol=1e-9)
+
+
+def test_area_comes_from_assigned_pixel_boxes_without_stride_factor():
+    # The assigner's target_bboxes are in px: a 20x20 px object weighs as small on every anchor that it is assigned
+    # to, whatever that anchor's stride (the seed multiplied by the stride again: 160x160 px at stride 8 -> large).
+    m = h.model()
+    p, b = h.preds(m, 1, 320), h.batch([[100, 100, 120, 120]], 320)
+    stock, ours = h.stock_and_size(m, h.settings())
+    ours(p, b)
+    (fg, _, target_bboxes, _, stride_tensor), *_ = stock.get_assigned_targets_and_loss(p, b)
+    assert fg.any()
+    assert torch.all(ours.anchor_weights[fg] == 2.0)
+    torch.testing.assert_close(target_bboxes[fg], torch.tensor([[100.0, 100, 120, 120]]).expand(int(fg.sum()), 4))
+
+
+def test_batch_without_ground_truth_is_finite_stock_and_backpropagates():
+    m = h.model()
+    p = h.preds(m, 2, IMGSZ)
+    empty = h.batch(torch.zeros(0, 4), IMGSZ)
+    stock, ours = h.stock_and_size(m, h.settings())
+    total_s, _, gs_s, gb_s = h.loss_and_grads(stock, p, empty)
+    total_o, _, gs_o, gb_o = h.loss_and_grads(ours, p, empty)
+    assert torch.isfinite(total_o).all() and torch.equal(total_s, total_o)
+    assert torch.isfinite(gs_o).all() and gs_o.abs().sum() > 0 and torch.equal(gs_s, gs_o)
+    assert torch.equal(gb_s, gb_o)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_predictions_are_finite_and_backpropagate(dtype):
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ, dtype=dtype), _batch()
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings())
+    total, _, gs, gb = h.loss_and_grads(ours, p, b)
+    assert torch.isfinite(total).all() and torch.isfinite(gs).all() and torch.isfinite(gb).all()
+    assert gs.dtype == dtype and gs.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_unit_weights_match_stock(dtype):
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ, dtype=dtype), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(weights=(1, 1, 1)))
+    assert torch.equal(h.loss_and_grads(stock, p, b)[0], h.loss_and_grads(ours, p, b)[0])
+
+
+class _RecordOps(TorchFunctionMode):
+    """Records the name of every torch function and Tensor method called, and boolean-mask indexing."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        self.names.append(name)
+        if name == "__getitem__" and any(isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in _flat(args[1:])):
+            self.names.append("boolean-mask-indexing")
+        return func(*args, **(kwargs or {}))
+
+
+def _flat(xs):
+    for x in xs:
+        if isinstance(x, (tuple, list)):
+            yield from _flat(x)
+        else:
+            yield x
+
+
+# Ops that wait for the device on CUDA: reading a value on the host, or a result whose shape depends on values.
+SYNC_OPS = {"item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero", "cpu", "numpy", "unique",
+            "masked_select", "argwhere", "boolean-mask-indexing"}
+
+
+def _ops(criterion, p, b) -> Counter:
+    with _RecordOps() as rec:
+        criterion(p, b)
+    return Counter(rec.names)
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_weighting_adds_no_host_device_sync(norm):
+    # Invariant 7, checked on CPU: the size-adaptive loss calls exactly the syncing ops that the stock loss calls
+    # (upstream's own), no more; the recorder does see our weighting (bucketize, scatter_add_).
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(norm=norm))
+    stock_ops, our_ops = _ops(stock, p, b), _ops(ours, p, b)
+    assert our_ops["bucketize"] >= 1 and our_ops["scatter_add_"] >= 1
+    assert {k: our_ops[k] for k in SYNC_OPS} == {k: stock_ops[k] for k in SYNC_OPS}
+
+
+def test_end_to_end_heads_weigh_both_branches():
+    m = h.model("yolo26n.yaml")
+    criterion = build_criterion(m, h.settings())
+    assert isinstance(criterion, E2ELoss)
+    assert isinstance(criterion.one2many, SizeAdaptiveDetectionLoss)
+    assert isinstance(criterion.one2one, SizeAdaptiveDetectionLoss)
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock_total = E2ELoss(m)(p, b)[0].detach()
+    unit = build_criterion(m, h.settings(weights=(1, 1, 1)))
+    assert torch.equal(stock_total, unit(p, b)[0].detach())
+    weighted = criterion(p, b)[0].detach()
+    assert torch.isfinite(weighted).all() and not torch.equal(weighted, stock_total)
+    for branch in (criterion.one2many, criterion.one2one):
+        assert branch.size_stats[:3].sum() > 0  # both branches assigned and weighed foreground anchors
+
+
+def test_size_stats_count_foreground_anchors_per_bucket():
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50)))
+    ours(p, b)
+    fg = _fg_mask(stock, p, b)
+    w = ours.anchor_weights[fg]
+    expected = torch.tensor([(w == 4).sum(), (w == 2).sum(), (w == 1).sum(), w.sum()], dtype=torch.float32)
+    assert torch.equal(ours.reset_size_stats(), expected)
+    assert torch.equal(ours.size_stats, torch.zeros(4))
+
+
+def test_original_space_thresholds_must_be_resolved_before_the_loss_is_built():
+    from size_adaptive.settings import SizeSettings
+
+    with pytest.raises(ValueError, match="size_thresholds"):
+        SizeAdaptiveDetectionLoss(h.model(), settings=SizeSettings())

@@ -1,0 +1,73 @@
+"""SizeAdaptiveTrainer without a training loop: settings in, refused before anything is written, DDP rebuild."""
+
+from __future__ import annotations
+
+import cloudpickle
+import pytest
+import yaml
+from ultralytics.utils import DEFAULT_CFG_DICT
+
+from size_adaptive import YOLO, SizeAdaptiveTrainer
+from size_adaptive.settings import SizeSettings
+
+
+def _overrides(tmp_path, data, **kw):
+    return {"model": "yolo11n.yaml", "data": str(data), "project": str(tmp_path / "runs"), "name": "t",
+            "epochs": 1, "imgsz": 64, "device": "cpu", **kw}
+
+
+def test_settings_reach_args_and_args_yaml(tmp_path, tiny_demo_yaml):
+    t = SizeAdaptiveTrainer(overrides=_overrides(tmp_path, tiny_demo_yaml, size_weights="3,2,1", size_norm=True))
+    assert t.size_settings == SizeSettings(weights=(3.0, 2.0, 1.0), norm=True)
+    assert t.args.size_weights == [3.0, 2.0, 1.0] and t.args.size_norm is True
+    saved = yaml.safe_load((t.save_dir / "args.yaml").read_text())
+    assert saved["size_weights"] == [3.0, 2.0, 1.0] and saved["size_space"] == "original"
+    assert saved["save_json"] is True  # turns on Ultralytics' COCO evaluation: mAP small/medium/large
+
+
+def test_user_can_turn_save_json_off(tmp_path, tiny_demo_yaml):
+    assert SizeAdaptiveTrainer(overrides=_overrides(tmp_path, tiny_demo_yaml, save_json=False)).args.save_json is False
+
+
+@pytest.mark.parametrize("key, value", [("size_weights", "2,1"), ("size_thresholds", "96,32"), ("size_space", "pixels"),
+                                        ("size_norm", "maybe"), ("size_weigths", "2,1.5,1")])
+def test_bad_setting_is_refused_before_the_run_folder_exists(tmp_path, tiny_demo_yaml, key, value):
+    with pytest.raises(ValueError, match=key):
+        SizeAdaptiveTrainer(overrides=_overrides(tmp_path, tiny_demo_yaml, **{key: value}))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_setting_through_the_python_api_and_a_cfg_yaml(tmp_path, tiny_demo_yaml):
+    with pytest.raises(ValueError, match="size_weights"):
+        YOLO("yolo11n.yaml").train(**_overrides(tmp_path, tiny_demo_yaml, size_weights=[2, 0, 1]))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("size_thresholds: [0, 96]\n")
+    with pytest.raises(ValueError, match="size_thresholds"):
+        YOLO("yolo11n.yaml").train(cfg=str(cfg), **_overrides(tmp_path, tiny_demo_yaml))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_settings_from_a_cfg_yaml_apply_and_command_line_keys_win(tmp_path, tiny_demo_yaml):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("size_weights: [4, 2, 1]\nsize_thresholds: [16, 48]\n")
+    t = SizeAdaptiveTrainer(overrides={**_overrides(tmp_path, tiny_demo_yaml), **yaml.safe_load(cfg.read_text()),
+                                       "size_thresholds": "20,60"})
+    assert t.size_settings.weights == (4.0, 2.0, 1.0) and t.size_settings.thresholds == (20.0, 60.0)
+
+
+def test_ddp_worker_rebuilds_the_same_trainer_from_pickled_class_and_vars_of_args(tmp_path, tiny_demo_yaml):
+    # The path of ultralytics.utils.dist.generate_ddp_file (8.4.190): the class is pickled with cloudpickle and the
+    # worker calls it with the default cfg plus save_dir, and vars(trainer.args) as overrides.
+    t1 = SizeAdaptiveTrainer(overrides=_overrides(tmp_path, tiny_demo_yaml, size_weights="3,2,1", size_space="input"))
+    state = cloudpickle.loads(cloudpickle.dumps({"trainer": type(t1), "args": vars(t1.args)}))
+    cfg = DEFAULT_CFG_DICT.copy()
+    cfg.update(save_dir="")
+    t2 = state["trainer"](cfg=cfg, overrides=state["args"])
+    assert type(t2) is SizeAdaptiveTrainer and t2.size_settings == t1.size_settings
+    assert t2.save_dir == t1.save_dir and vars(t2.args) == vars(t1.args)
+
+
+def test_demo_keyword_selects_the_generated_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLO_SA_DEMO_SIZE", "8,4")
+    t = SizeAdaptiveTrainer(overrides=_overrides(tmp_path, "demo"))
+    assert t.args.data.endswith("data.yaml") and t.data["nc"] == 4
