@@ -209,3 +209,22 @@ def test_original_space_thresholds_must_be_resolved_before_the_loss_is_built():
 
     with pytest.raises(ValueError, match="size_thresholds"):
         SizeAdaptiveDetectionLoss(h.model(), settings=SizeSettings())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA; the CPU proof is test_weighting_adds_no_host_device_sync")
+@pytest.mark.parametrize("norm", [False, True])
+def test_weighting_runs_under_cuda_sync_debug_mode_error(norm):
+    m = h.model().cuda()
+    p, b = h.preds(m, 2, IMGSZ), {k: v.cuda() for k, v in _batch().items()}
+    p = {k: (v.cuda() if isinstance(v, torch.Tensor) else [f.cuda() for f in v]) for k, v in p.items()}
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(norm=norm))
+    (fg_mask, _, target_bboxes, _, _), *_ = ours.get_assigned_targets_and_loss(p, b)
+    target_scores = torch.rand(*fg_mask.shape, m.nc, device="cuda")
+    pred_scores = torch.randn_like(target_scores)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        ours.weigh(target_bboxes, target_scores, fg_mask)
+        ours.bce(pred_scores, target_scores)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

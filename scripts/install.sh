@@ -1,0 +1,9 @@
+#!/bin/sh
+# Create ./.venv (if missing) and install this package into it with its test extra, from PyPI.
+# torch comes from PyPI too (the CUDA build; it runs on CPU-only machines as well).
+set -eu
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --editable ".[dev]"
+echo "installed: $(.venv/bin/python -c 'import size_adaptive, ultralytics, torch; print("size_adaptive", size_adaptive.__version__, "ultralytics", ultralytics.__version__, "torch", torch.__version__)')"
