@@ -78,11 +78,15 @@ def _key_values(args: list[str]) -> dict[str, str]:
 
 
 def _with_train_defaults(args: list[str]) -> list[str]:
-    """``yolo-sa train`` without model=/data= trains yolo12n.yaml on the demo data (no download)."""
+    """``yolo-sa train`` without model=/data= trains yolo12n.yaml on the demo data, and ``resume=last.pt`` resumes that
+    checkpoint: no download of Ultralytics' default model and data."""
     if "train" not in args:
         return args
     given = _key_values(args)
-    resuming = "resume" in args or str(given.get("resume", "")).lower() not in {"", "false"}
+    resume = given.get("resume", "")
+    if resume.lower() not in {"", "true", "false"} and "model" not in given:
+        return args + [f"model={resume}"]  # resume=last.pt: its model, not a download of yolo26n.pt
+    resuming = "resume" in args or resume.lower() == "true"
     missing = {k: v for k, v in DEFAULT_TRAIN.items() if k not in given and not resuming}
     for k, v in missing.items():
         LOGGER.warning(f"'{k}' argument is missing. Using 'yolo-sa' default '{k}={v}'.")

@@ -8,7 +8,6 @@ on the instance and stripped by ``BaseTrainer.save_model``), so checkpoints load
 from __future__ import annotations
 
 import statistics
-from copy import copy
 from dataclasses import replace
 
 from ultralytics.cfg import cfg2dict
@@ -97,10 +96,12 @@ class SizeAdaptiveTrainer(DetectionTrainer):
         return settings
 
     def get_validator(self):
-        """As ``DetectionTrainer.get_validator`` (8.4.190), with the validator that reports mAP per size."""
-        return SizeAdaptiveValidator(
-            self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks
-        )
+        """As ``DetectionTrainer.get_validator`` (8.4.190), with the validator that reports mAP per size.
+
+        The validator re-checks its args against Ultralytics' keys (``get_cfg``), so it gets them without ours.
+        """
+        args = split_size_keys(vars(self.args))[1]
+        return SizeAdaptiveValidator(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
 
     def save_metrics(self, metrics):
         """Add the epoch's size diagnostics to the ``results.csv`` row (``BaseTrainer.save_metrics``, 8.4.190)."""

@@ -125,3 +125,39 @@ def test_yolo_sa_val_reports_and_writes_per_size_metrics(run, tmp_path):
     assert "mAP50-95 by object size" in _plain(proc.stdout + proc.stderr)
     assert set(json.loads((tmp_path / "val" / "per_size_metrics.json").read_text())) == {
         "mAP_small", "mAP_medium", "mAP_large"}
+
+
+INTERRUPTED = """
+import sys
+from size_adaptive import YOLO
+
+def stop_after_first_checkpoint(trainer):
+    raise KeyboardInterrupt("simulated interruption after epoch 1")
+
+model = YOLO("yolo11n.yaml")
+model.add_callback("on_model_save", stop_after_first_checkpoint)
+try:
+    model.train(data="demo", epochs=3, imgsz=128, batch=4, device="cpu", plots=False, project=sys.argv[1], name="run",
+                size_weights=[3, 2, 1], size_thresholds=[20, 60])
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("how", ["resume=path", "model=path resume=True"])
+def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, how):
+    _run("-c", INTERRUPTED, str(tmp_path))
+    folder = tmp_path / "run"
+    first = yaml.safe_load((folder / "args.yaml").read_text())
+    assert len(_rows(folder)) == 1 and first["size_weights"] == [3.0, 2.0, 1.0]
+    last = folder / "weights" / "last.pt"
+    args = [f"resume={last}"] if how == "resume=path" else [f"model={last}", "resume=True"]
+    log = _plain(_run("-m", "size_adaptive", "train", *args).stdout)
+    rows = _rows(folder)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    factor = 128 / 640
+    assert f"20/60 px original -> {20 * factor:.1f}/{60 * factor:.1f} px input" in log and "(from the checkpoint)" in log
+    assert all(abs(float(r["size/mean_fg_weight"]) - (3 * float(r["size/fg_small"]) + 2 * float(r["size/fg_medium"])
+                                                         + float(r["size/fg_large"]))) < 1e-3 for r in rows)
+    after = yaml.safe_load((folder / "args.yaml").read_text())
+    assert {k: after[k] for k in first if k.startswith("size_")} == {k: first[k] for k in first if k.startswith("size_")}

@@ -228,3 +228,23 @@ def test_weighting_runs_under_cuda_sync_debug_mode_error(norm):
         ours.bce(pred_scores, target_scores)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml", "yolo12n.yaml", "yolo26n.yaml"])
+def test_one_training_step_per_yolo_family(cfg):
+    # model.loss() with our criterion installed, as the trainer does: finite, backpropagates into the weights, and
+    # differs from the stock criterion's loss under non-unit weights.
+    m = h.model(cfg, nc=4)
+    imgs = torch.rand(2, 3, IMGSZ, IMGSZ)
+    b = {**_batch(), "cls": torch.tensor([[0.0], [1.0], [3.0]]), "img": imgs}
+    stock_total = m.init_criterion()(m(imgs), b)[0].detach()
+    m.criterion = build_criterion(m, h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50)))
+    m.zero_grad()
+    total, items = m.loss(b)
+    total.sum().backward()
+    assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters() if p.requires_grad)
+    assert not torch.equal(total.detach(), stock_total)
+    parts = [m.criterion] if isinstance(m.criterion, SizeAdaptiveDetectionLoss) else [m.criterion.one2many, m.criterion.one2one]
+    assert all(p.size_stats[:3].sum() > 0 for p in parts)
+    del m.criterion
