@@ -109,22 +109,23 @@ def _check_size_args(args: list[str]) -> None:
 
 @contextlib.contextmanager
 def _yolo_sa_entrypoint(args: list[str]):
-    """Let Ultralytics' CLI entrypoint run as ``yolo-sa``: our ``YOLO``, our keys, our argv; restored afterwards."""
+    """Let Ultralytics' CLI entrypoint run as the ``yolo`` command with our ``YOLO`` and keys; restored afterwards."""
     import ultralytics
-    import ultralytics.cfg as ucfg
 
     from .model import YOLO
 
     missing = object()
-    saved_argv, saved_yolo = ucfg.ARGV, ultralytics.__dict__.get("YOLO", missing)
+    saved_argv, saved_yolo = sys.argv[:], ultralytics.__dict__.get("YOLO", missing)
     added = [k for k in DEFAULTS if k not in DEFAULT_CFG_DICT]
-    ucfg.ARGV = ["yolo-sa", *args]
+    # Ultralytics reads the command line from sys.argv (aliased as ARGV in its modules) and decides from argv[0]
+    # whether it runs as 'yolo' (predict then saves and streams as on the command line), so edit the list in place.
+    sys.argv[:] = ["yolo", *args]
     ultralytics.YOLO = YOLO  # the entrypoint builds the model with 'from ultralytics import YOLO'
     DEFAULT_CFG_DICT.update({k: DEFAULTS[k] for k in added})  # accepted keys, with close-match suggestions
     try:
         yield
     finally:
-        ucfg.ARGV = saved_argv
+        sys.argv[:] = saved_argv
         if saved_yolo is missing:
             del ultralytics.YOLO
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import ultralytics
 from ultralytics.utils import DEFAULT_CFG_DICT
 
@@ -49,6 +51,7 @@ def test_bad_size_value_in_a_cfg_yaml_is_refused(capsys, tmp_path):
 
 
 def test_cli_leaves_ultralytics_as_it_found_it(capsys, tmp_path):
-    yolo, keys = ultralytics.YOLO, set(DEFAULT_CFG_DICT)
+    yolo, keys, argv = ultralytics.YOLO, set(DEFAULT_CFG_DICT), sys.argv[:]
     _refused(capsys, tmp_path, "epoch=3")
     assert ultralytics.YOLO is yolo and set(DEFAULT_CFG_DICT) == keys and not keys & set(KEYS)
+    assert sys.argv == argv

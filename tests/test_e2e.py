@@ -118,6 +118,17 @@ def test_checkpoints_load_validate_and_predict_with_plain_ultralytics(run, tmp_p
     assert f"stock-ok DetectionModel {TINY_DEMO[1]} True" in proc.stdout
 
 
+def test_yolo_sa_predict_and_export_behave_like_yolo(run, tmp_path):
+    folder, _ = run
+    best = folder / "weights" / "best.pt"
+    data = yaml.safe_load((folder / "args.yaml").read_text())["data"]
+    _run("-m", "size_adaptive", "predict", f"model={best}", f"source={Path(data).parent / 'images' / 'val'}",
+         f"imgsz={IMGSZ}", "device=cpu", "save_txt=True", f"project={tmp_path}", "name=pred")
+    assert len(list((tmp_path / "pred").glob("*.jpg"))) == TINY_DEMO[1]
+    _run("-m", "size_adaptive", "export", f"model={best}", "format=torchscript", f"imgsz={IMGSZ}")
+    assert best.with_suffix(".torchscript").is_file()
+
+
 def test_yolo_sa_val_reports_and_writes_per_size_metrics(run, tmp_path):
     folder, _ = run
     proc = _run("-m", "size_adaptive", "val", f"model={folder / 'weights' / 'best.pt'}", "data=demo", f"imgsz={IMGSZ}",
@@ -129,24 +140,26 @@ def test_yolo_sa_val_reports_and_writes_per_size_metrics(run, tmp_path):
 
 INTERRUPTED = """
 import sys
-from size_adaptive import YOLO
+from size_adaptive import SizeAdaptiveTrainer, YOLO
+from ultralytics import YOLO as StockYOLO
 
 def stop_after_first_checkpoint(trainer):
     raise KeyboardInterrupt("simulated interruption after epoch 1")
 
-model = YOLO("yolo11n.yaml")
+# the drop-in YOLO, or a stock YOLO given the trainer class
+model, trainer = (YOLO("yolo11n.yaml"), None) if sys.argv[2] == "yolo" else (StockYOLO("yolo11n.yaml"), SizeAdaptiveTrainer)
 model.add_callback("on_model_save", stop_after_first_checkpoint)
 try:
     model.train(data="demo", epochs=3, imgsz=128, batch=4, device="cpu", plots=False, project=sys.argv[1], name="run",
-                size_weights=[3, 2, 1], size_thresholds=[20, 60])
+                size_weights=[3, 2, 1], size_thresholds=[20, 60], trainer=trainer)
 except KeyboardInterrupt:
     print("interrupted")
 """
 
 
-@pytest.mark.parametrize("how", ["resume=path", "model=path resume=True"])
-def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, how):
-    _run("-c", INTERRUPTED, str(tmp_path))
+@pytest.mark.parametrize("api, how", [("yolo", "resume=path"), ("trainer", "model=path resume=True")])
+def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how):
+    _run("-c", INTERRUPTED, str(tmp_path), api)
     folder = tmp_path / "run"
     first = yaml.safe_load((folder / "args.yaml").read_text())
     assert len(_rows(folder)) == 1 and first["size_weights"] == [3.0, 2.0, 1.0]
