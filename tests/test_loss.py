@@ -248,3 +248,53 @@ def test_one_training_step_per_yolo_family(cfg):
     parts = [m.criterion] if isinstance(m.criterion, SizeAdaptiveDetectionLoss) else [m.criterion.one2many, m.criterion.one2one]
     assert all(p.size_stats[:3].sum() > 0 for p in parts)
     del m.criterion
+
+
+def _odd_batches():
+    """(name, boxes xyxy px, image index) at IMGSZ 64 over 2 images; every case leaves image 1 without labels."""
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(3000, 2, generator=g) * 60
+    tiny = torch.cat((xy, xy + 1 + torch.rand(3000, 2, generator=g) * 2), 1)  # 1-3 px boxes
+    return {
+        "image_without_labels": ([[10, 10, 30, 30]], [0]),
+        "no_labels_at_all": (torch.zeros(0, 4), []),
+        "zero_area_boxes": ([[10, 10, 10, 30], [20, 20, 40, 20], [5, 5, 25, 25]], [0, 0, 0]),
+        "negative_area_box": ([[30, 30, 10, 10], [5, 5, 25, 25]], [0, 0]),
+        "box_partly_outside": ([[-20, -10, 20, 30], [50, 50, 90, 80]], [0, 0]),
+        "single_huge_box": ([[-100, -100, 200, 200]], [0]),
+        "thousands_of_tiny_boxes": (tiny, [0] * len(tiny)),
+    }
+
+
+ODD = _odd_batches()
+
+
+@pytest.mark.parametrize("case", ODD)
+def test_odd_labels_give_a_finite_loss_that_backpropagates_and_is_stock_under_unit_weights(case):
+    boxes, idx = ODD[case]
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), h.batch(boxes, IMGSZ, image_idx=idx)
+    stock, unit = h.stock_and_size(m, h.settings(weights=(1, 1, 1)))
+    weighted = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(2, 1.5, 1), norm=True))
+    total_s, _, gs_s, gb_s = h.loss_and_grads(stock, p, b)
+    total_u, _, gs_u, gb_u = h.loss_and_grads(unit, p, b)
+    total_w, _, gs_w, gb_w = h.loss_and_grads(weighted, p, b)
+    assert torch.isfinite(total_w).all() and torch.isfinite(gs_w).all() and torch.isfinite(gb_w).all()
+    assert gs_w.abs().sum() > 0
+    if torch.isfinite(total_s).all():
+        assert torch.equal(total_s, total_u) and torch.equal(gs_s, gs_u) and torch.equal(gb_s, gb_u)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_training_step_under_cpu_autocast(dtype):
+    # Autocast on CPU, as Ultralytics' trainer wraps forward + loss: finite and backpropagates.
+    m = h.model()
+    m.criterion = build_criterion(m, h.settings(norm=True))
+    b = {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}
+    m.zero_grad()
+    with torch.autocast("cpu", dtype=dtype):
+        total, _ = m.loss(b)
+    total.sum().backward()
+    assert torch.isfinite(total).all()
+    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
+    del m.criterion
