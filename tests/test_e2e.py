@@ -174,3 +174,86 @@ def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how):
                                                          + float(r["size/fg_large"]))) < 1e-3 for r in rows)
     after = yaml.safe_load((folder / "args.yaml").read_text())
     assert {k: after[k] for k in first if k.startswith("size_")} == {k: first[k] for k in first if k.startswith("size_")}
+
+
+def test_ddp_worker_file_trains_with_our_loss(tmp_path, tiny_demo_yaml):
+    # Ultralytics' own DDP launch file (generate_ddp_file, 8.4.190): the trainer class and vars(args) are pickled,
+    # and the worker script rebuilds the trainer from them and trains. Run on CPU it is a single worker, but the
+    # rebuild is the one every GPU worker does: the run must train with the size-adaptive loss and our settings.
+    from ultralytics.utils.dist import generate_ddp_file
+
+    from size_adaptive import SizeAdaptiveTrainer
+
+    trainer = SizeAdaptiveTrainer(overrides={
+        "model": "yolo11n.yaml", "data": str(tiny_demo_yaml), "epochs": 1, "imgsz": IMGSZ, "batch": 4, "device": "cpu",
+        "plots": False, "project": str(tmp_path), "name": "ddp", "size_weights": "3,2,1", "size_space": "input",
+        "size_thresholds": "8,20"})
+    file = generate_ddp_file(trainer)
+    log = _plain(_run(file).stdout)
+    assert "imgsz 128: thresholds 8/20 px input; weights small x3, medium x2, large x1" in log
+    (row,) = _rows(tmp_path / "ddp")
+    shares = [float(row[f"size/fg_{s}"]) for s in ("small", "medium", "large")]
+    assert min(shares) > 0 and abs(float(row["size/mean_fg_weight"]) - (3 * shares[0] + 2 * shares[1] + shares[2])) < 1e-3
+
+
+FAMILY_STOCK = STOCK_ONLY.split("weights, data, images")[0] + """
+folder, data, images, out = sys.argv[1:5]
+for name in ("best.pt", "last.pt"):
+    model = YOLO(f"{folder}/weights/{name}")
+    metrics = model.val(data=data, imgsz=128, batch=4, device="cpu", plots=False, project=out, name=name)
+    results = model.predict(images, imgsz=128, device="cpu", verbose=False)
+    assert len(results) > 0 and metrics.box.map50 >= 0
+onnx = YOLO(f"{folder}/weights/best.pt").export(format="onnx", imgsz=128)
+results = YOLO(onnx, task="detect").predict(images, imgsz=128, device="cpu", verbose=False)
+assert "size_adaptive" not in sys.modules
+print("stock-ok", len(results))
+"""
+
+
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml", "yolo12n.yaml", "yolo26n.yaml"])
+def test_every_family_trains_and_its_checkpoints_work_in_plain_ultralytics(tmp_path, cfg):
+    _run("-m", "size_adaptive", "train", f"model={cfg}", "data=demo", "epochs=1", f"imgsz={IMGSZ}", "batch=4",
+         "device=cpu", "plots=False", f"project={tmp_path}", "name=run")
+    folder = tmp_path / "run"
+    (row,) = _rows(folder)
+    assert float(row["size/mean_fg_weight"]) > 1.0  # the size-adaptive loss trained (weights 2, 1.5, 1)
+    data = yaml.safe_load((folder / "args.yaml").read_text())["data"]
+    images = Path(data).parent / "images" / "val"
+    proc = _run("-c", FAMILY_STOCK, str(folder), data, str(images), str(tmp_path / "stock"))
+    assert f"stock-ok {TINY_DEMO[1]}" in proc.stdout
+
+
+NO_NETWORK = """
+import atexit, runpy, socket, sys
+
+attempts = []
+
+def refuse(what):
+    def refused(*args, **kwargs):
+        attempts.append(what)
+        raise OSError(f"network refused in this test ({what})")
+    return refused
+
+socket.getaddrinfo = refuse("getaddrinfo")
+socket.create_connection = refuse("create_connection")
+socket.socket.connect = refuse("connect")
+socket.socket.connect_ex = refuse("connect_ex")
+atexit.register(lambda: print("network attempts:", sorted(set(attempts)), len(attempts)))
+sys.argv = ["yolo-sa", *sys.argv[1:]]
+runpy.run_module("size_adaptive", run_name="__main__")
+"""
+
+
+def test_demo_run_completes_with_the_network_refused(tmp_path):
+    # Without YOLO_OFFLINE: Ultralytics' own online check, font and update lookups meet refused sockets and must
+    # neither hang nor fail the run (plots on, as by default).
+    env = {k: v for k, v in os.environ.items() if k != "YOLO_OFFLINE"}
+    env["YOLO_SA_DEMO_SIZE"] = ",".join(map(str, TINY_DEMO))
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, "train", "model=yolo11n.yaml", "data=demo", "epochs=1", f"imgsz={IMGSZ}",
+         "batch=4", "device=cpu", f"project={tmp_path}", "name=offline"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "offline" / "weights" / "best.pt").is_file() and len(_rows(tmp_path / "offline")) == 1
+    assert "network attempts:" in proc.stdout
