@@ -27,7 +27,7 @@ from torch import nn
 from ultralytics.utils.loss import E2ELoss, v8DetectionLoss
 
 from .settings import SizeSettings
-from .weighting import anchor_weights, bucket_counts
+from .weighting import box_areas, bucket_counts, bucket_weights, size_buckets
 
 
 class SizeAdaptiveDetectionLoss(v8DetectionLoss):
@@ -41,8 +41,8 @@ class SizeAdaptiveDetectionLoss(v8DetectionLoss):
 
     Attributes:
         anchor_weights: (bs, num_anchors) weights of the latest call (``size_norm`` factor included).
-        size_stats: (4,) running totals since the last ``reset_size_stats()``: foreground anchors in the small,
-            medium and large buckets, and the sum of their weights.
+        fg_counts: (3,) foreground anchors in the small, medium and large buckets since the last
+            ``reset_fg_counts()``, accumulated on the device.
     """
 
     def __init__(self, model: nn.Module, tal_topk: int = 10, tal_topk2: int | None = None, settings=None):
@@ -57,17 +57,19 @@ class SizeAdaptiveDetectionLoss(v8DetectionLoss):
         self.size_thresholds = torch.tensor(self.settings.input_thresholds, device=self.device)  # (2,) px
         self.size_weights = torch.tensor(self.settings.weights, device=self.device)  # (3,)
         self.anchor_weights = None
-        self.size_stats = torch.zeros(4, device=self.device)
+        self.fg_counts = torch.zeros(3, device=self.device)
         self.assigner = _WeighAfterAssign(self.assigner, self)
         self.bce = _AnchorWeightedBCE(self.bce, self)
         self.bbox_loss = _AnchorWeightedBboxLoss(self.bbox_loss, self)
 
     def weigh(self, target_bboxes: torch.Tensor, target_scores: torch.Tensor, fg_mask: torch.Tensor) -> torch.Tensor:
-        """Compute and record this call's (bs, num_anchors) anchor weights from the assigner's output."""
-        w = anchor_weights(target_bboxes, fg_mask, self.size_thresholds, self.size_weights)  # (bs, num_anchors)
-        with torch.no_grad():
-            fg = fg_mask.to(w.dtype)
-            self.size_stats += torch.cat((bucket_counts(target_bboxes, fg_mask, self.size_thresholds), (w * fg).sum()[None]))
+        """Compute and record this call's (bs, num_anchors) anchor weights from the assigner's output.
+
+        This is ``weighting.anchor_weights`` step by step, keeping the buckets to count them.
+        """
+        bucket = size_buckets(box_areas(target_bboxes), self.size_thresholds)  # (bs, num_anchors)
+        w = bucket_weights(bucket, fg_mask, self.size_weights)  # (bs, num_anchors)
+        self.fg_counts += bucket_counts(bucket, fg_mask)
         if self.settings.norm:
             # Dividing by the weighted sum instead of the stock one: scale every anchor (background too) by
             # stock_sum / weighted_sum, since upstream divides by the stock target_scores_sum afterwards.
@@ -76,10 +78,10 @@ class SizeAdaptiveDetectionLoss(v8DetectionLoss):
         self.anchor_weights = w
         return w
 
-    def reset_size_stats(self) -> torch.Tensor:
-        """Return the running ``size_stats`` and start new ones."""
-        stats, self.size_stats = self.size_stats, torch.zeros_like(self.size_stats)
-        return stats
+    def reset_fg_counts(self) -> torch.Tensor:
+        """Return the foreground anchor counts per bucket since the last reset, and start new ones."""
+        counts, self.fg_counts = self.fg_counts, torch.zeros_like(self.fg_counts)
+        return counts
 
 
 class _WeighAfterAssign(nn.Module):

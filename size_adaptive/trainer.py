@@ -10,6 +10,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 
+import torch
+
 from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML, colorstr
@@ -114,16 +116,18 @@ class SizeAdaptiveTrainer(DetectionTrainer):
         super().save_metrics({**metrics, **diagnostics})
 
     def size_diagnostics(self) -> dict[str, float]:
-        """Shares of foreground anchors per size bucket and their mean weight since the last call (then reset).
+        """Shares of foreground anchors per size bucket and their mean bucket weight since the last call (then reset).
 
-        End-to-end models count the anchors of both branches. Under DDP each rank counts its own batches; rank 0's
-        are reported.
+        The mean weight is that of the buckets (``size_weights``), before any ``size_norm`` scaling. End-to-end models
+        count the anchors of both branches. Under DDP each rank counts its own batches; rank 0's are reported.
         """
         criterion = getattr(unwrap_model(self.model), "criterion", None)
-        parts = [loss.reset_size_stats() for loss in size_losses(criterion)]
-        small, medium, large, weight_sum = sum(parts).tolist() if parts else (0.0, 0.0, 0.0, 0.0)
-        n = max(small + medium + large, 1.0)
-        return dict(zip(DIAGNOSTIC_COLUMNS, (small / n, medium / n, large / n, weight_sum / n)))
+        counts = [loss.reset_fg_counts().cpu() for loss in size_losses(criterion)]
+        counts = sum(counts) if counts else torch.zeros(3)
+        n = max(float(counts.sum()), 1.0)
+        shares = (counts / n).tolist()
+        mean_weight = float(counts @ torch.tensor(self.size_settings.weights)) / n
+        return dict(zip(DIAGNOSTIC_COLUMNS, (*shares, mean_weight)))
 
     def train(self):
         """Train as ``BaseTrainer.train``, then say where the run and its results are."""

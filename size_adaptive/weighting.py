@@ -53,10 +53,25 @@ def size_buckets(areas: torch.Tensor, thresholds: Numbers) -> torch.Tensor:
     return torch.bucketize(areas, edges, right=True)  # edges[i-1] <= area < edges[i]
 
 
+def bucket_weights(bucket: torch.Tensor, fg_mask: torch.Tensor, weights: Numbers) -> torch.Tensor:
+    """Give each foreground anchor the weight of its size bucket and each background anchor 1.
+
+    Args:
+        bucket: (bs, num_anchors) bucket indices from ``size_buckets``.
+        fg_mask: (bs, num_anchors) bool.
+        weights: (3,) weights of the small, medium and large buckets; their dtype is the result's.
+
+    Returns:
+        (bs, num_anchors) weights.
+    """
+    table = torch.as_tensor(weights, device=bucket.device)  # (3,)
+    return torch.where(fg_mask, table[bucket], 1.0)
+
+
 def anchor_weights(
     target_bboxes: torch.Tensor, fg_mask: torch.Tensor, thresholds: Numbers, weights: Numbers
 ) -> torch.Tensor:
-    """Weight every foreground anchor by the size bucket of its assigned box; background anchors get 1.
+    """The rule: weigh every foreground anchor by the size bucket of its assigned box; background anchors get 1.
 
     Args:
         target_bboxes: (bs, num_anchors, 4) xyxy px, as returned by the TaskAlignedAssigner. They are already in
@@ -66,29 +81,25 @@ def anchor_weights(
         weights: (3,) weights of the small, medium and large buckets.
 
     Returns:
-        (bs, num_anchors) weights in the dtype of ``target_bboxes``.
+        (bs, num_anchors) weights.
 
     Example:
         >>> boxes = torch.tensor([[[0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 50.0, 50.0], [0.0, 0.0, 200.0, 100.0]]])
         >>> anchor_weights(boxes, torch.tensor([[True, True, False]]), (32, 96), (2.0, 1.5, 1.0))
         tensor([[2.0000, 1.5000, 1.0000]])
     """
-    table = torch.as_tensor(weights, dtype=target_bboxes.dtype, device=target_bboxes.device)  # (3,)
-    bucket = size_buckets(box_areas(target_bboxes), thresholds)  # (bs, num_anchors)
-    return torch.where(fg_mask, table[bucket], torch.ones_like(table[0]))
+    return bucket_weights(size_buckets(box_areas(target_bboxes), thresholds), fg_mask, weights)
 
 
-def bucket_counts(target_bboxes: torch.Tensor, fg_mask: torch.Tensor, thresholds: Numbers) -> torch.Tensor:
+def bucket_counts(bucket: torch.Tensor, fg_mask: torch.Tensor) -> torch.Tensor:
     """Count the foreground anchors in each size bucket, on the device (no host sync).
 
     Args:
-        target_bboxes: (bs, num_anchors, 4) xyxy px.
+        bucket: (bs, num_anchors) bucket indices from ``size_buckets``.
         fg_mask: (bs, num_anchors) bool.
-        thresholds: (2,) side lengths in px.
 
     Returns:
-        (3,) float counts of small, medium and large foreground anchors.
+        (3,) float32 counts of small, medium and large foreground anchors.
     """
-    bucket = size_buckets(box_areas(target_bboxes), thresholds)  # (bs, num_anchors)
-    counts = torch.zeros(3, dtype=target_bboxes.dtype, device=target_bboxes.device)
+    counts = torch.zeros(3, device=bucket.device)
     return counts.scatter_add_(0, bucket.flatten(), fg_mask.flatten().to(counts.dtype))

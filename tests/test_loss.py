@@ -11,6 +11,7 @@ from ultralytics.utils.loss import E2ELoss
 
 import helpers as h
 from size_adaptive.loss import SizeAdaptiveDetectionLoss, build_criterion
+from size_adaptive.weighting import anchor_weights
 
 IMGSZ = 64  # 84 anchors: 64 at stride 8, 16 at 16, 4 at 32
 # Image 0: a 20x20 px box (small at 32/96 px), image 1: a 40x40 px box (medium) and a 60x60 px box (large at 32/50).
@@ -189,19 +190,20 @@ def test_end_to_end_heads_weigh_both_branches():
     weighted = criterion(p, b)[0].detach()
     assert torch.isfinite(weighted).all() and not torch.equal(weighted, stock_total)
     for branch in (criterion.one2many, criterion.one2one):
-        assert branch.size_stats[:3].sum() > 0  # both branches assigned and weighed foreground anchors
+        assert branch.fg_counts.sum() > 0  # both branches assigned and weighed foreground anchors
 
 
-def test_size_stats_count_foreground_anchors_per_bucket():
+def test_fg_counts_count_foreground_anchors_per_bucket_and_weights_follow_the_rule():
     m = h.model()
     p, b = h.preds(m, 2, IMGSZ), _batch()
     stock, ours = h.stock_and_size(m, h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50)))
     ours(p, b)
-    fg = _fg_mask(stock, p, b)
+    (fg, _, target_bboxes, _, _), *_ = stock.get_assigned_targets_and_loss(p, b)
+    assert torch.equal(ours.anchor_weights, anchor_weights(target_bboxes, fg, (32, 50), (4.0, 2.0, 1.0)))
     w = ours.anchor_weights[fg]
-    expected = torch.tensor([(w == 4).sum(), (w == 2).sum(), (w == 1).sum(), w.sum()], dtype=torch.float32)
-    assert torch.equal(ours.reset_size_stats(), expected)
-    assert torch.equal(ours.size_stats, torch.zeros(4))
+    expected = torch.tensor([(w == 4).sum(), (w == 2).sum(), (w == 1).sum()], dtype=torch.float32)
+    assert torch.equal(ours.reset_fg_counts(), expected)
+    assert torch.equal(ours.fg_counts, torch.zeros(3))
 
 
 def test_original_space_thresholds_must_be_resolved_before_the_loss_is_built():
@@ -246,7 +248,7 @@ def test_one_training_step_per_yolo_family(cfg):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters() if p.requires_grad)
     assert not torch.equal(total.detach(), stock_total)
     parts = [m.criterion] if isinstance(m.criterion, SizeAdaptiveDetectionLoss) else [m.criterion.one2many, m.criterion.one2one]
-    assert all(p.size_stats[:3].sum() > 0 for p in parts)
+    assert all(p.fg_counts.sum() > 0 for p in parts)
     del m.criterion
 
 

@@ -71,3 +71,31 @@ def test_demo_keyword_selects_the_generated_data(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_SA_DEMO_SIZE", "8,4")
     t = SizeAdaptiveTrainer(overrides=_overrides(tmp_path, "demo"))
     assert t.args.data.endswith("data.yaml") and t.data["nc"] == 4
+
+
+@pytest.mark.parametrize("cfg, counts", [("yolo11n.yaml", [[6.0, 3.0, 1.0]]), ("yolo26n.yaml", [[2.0, 1.0, 0.0], [4.0, 2.0, 1.0]])])
+def test_diagnostic_columns_from_known_bucket_counts(tmp_path, tiny_demo_yaml, cfg, counts):
+    # 6 small, 3 medium, 1 large foreground anchors (an end-to-end model's two branches add up to the same):
+    # shares 0.6 / 0.3 / 0.1 and mean weight 0.6 * 2 + 0.3 * 1.5 + 0.1 * 1 = 1.75.
+    import csv
+    import time
+
+    import torch
+
+    import helpers as h
+    from size_adaptive.loss import build_criterion, size_losses
+
+    t = SizeAdaptiveTrainer(overrides=_overrides(tmp_path, tiny_demo_yaml, size_space="input"))
+    t.model = h.model(cfg)
+    t.model.criterion = build_criterion(t.model, t.size_settings)
+    for loss, c in zip(size_losses(t.model.criterion), counts):
+        loss.fg_counts = torch.tensor(c)
+    t.epoch, t.train_time_start = 0, time.time()
+    t.save_metrics({"metrics/mAP50(B)": 0.5})
+    t.epoch = 1
+    t.save_metrics({"metrics/mAP50(B)": 0.6})  # nothing counted since: the counts were reset
+    rows = list(csv.DictReader(open(t.csv)))
+    assert [float(rows[0][f"size/fg_{s}"]) for s in ("small", "medium", "large")] == pytest.approx([0.6, 0.3, 0.1])
+    assert float(rows[0]["size/mean_fg_weight"]) == pytest.approx(1.75)
+    assert float(rows[1]["size/fg_small"]) == 0 and float(rows[1]["size/mean_fg_weight"]) == 0
+    del t.model.criterion

@@ -38,11 +38,13 @@ def test_foreground_anchors_get_their_bucket_weight_and_background_anchors_get_o
     assert anchor_weights(target_bboxes, fg_mask, THRESHOLDS, WEIGHTS).tolist() == [[2.0, 1.5, 1.0, 1.0]]
 
 
-def test_weights_have_the_anchor_shape_and_box_dtype():
+def test_weights_have_the_anchor_shape_and_the_dtype_of_the_weight_table():
     bs, num_anchors = 16, 8400  # imgsz 640
-    target_bboxes = torch.rand(bs, num_anchors, 4, dtype=torch.float64) * 640
-    w = anchor_weights(target_bboxes, torch.rand(bs, num_anchors) > 0.9, THRESHOLDS, WEIGHTS)
+    target_bboxes = torch.rand(bs, num_anchors, 4) * 640
+    fg_mask = torch.rand(bs, num_anchors) > 0.9
+    w = anchor_weights(target_bboxes, fg_mask, THRESHOLDS, torch.tensor(WEIGHTS, dtype=torch.float64))
     assert w.shape == (bs, num_anchors) and w.dtype == torch.float64
+    assert anchor_weights(target_bboxes, fg_mask, THRESHOLDS, WEIGHTS).dtype == torch.float32
 
 
 def test_a_small_object_is_small_at_every_stride():
@@ -55,7 +57,8 @@ def test_a_small_object_is_small_at_every_stride():
 def test_bucket_counts_count_foreground_anchors_only():
     target_bboxes = torch.tensor([[_box(10, 10), _box(10, 10), _box(40, 40), _box(100, 100), _box(10, 10)]])
     fg_mask = torch.tensor([[True, True, True, True, False]])
-    assert bucket_counts(target_bboxes, fg_mask, THRESHOLDS).tolist() == [2.0, 1.0, 1.0]
+    bucket = size_buckets(box_areas(target_bboxes), THRESHOLDS)
+    assert bucket_counts(bucket, fg_mask).tolist() == [2.0, 1.0, 1.0]
 
 
 def test_weights_follow_the_device_of_the_boxes():

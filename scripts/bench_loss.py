@@ -1,0 +1,167 @@
+"""Overhead of the size-adaptive loss against stock Ultralytics, measured in one run.
+
+    python scripts/bench_loss.py                 # bs 16, imgsz 640, 10 classes, on CUDA if present, else CPU
+    python scripts/bench_loss.py --device cpu --reps 7
+
+Stock ``v8DetectionLoss`` and ``SizeAdaptiveDetectionLoss`` get the same model, predictions and targets (about 60
+boxes per image, 80 % of them small, as in drone imagery). Calls alternate between the two (stock, ours, stock, ...)
+so drifts in clock speed or load hit both alike; the figure is the median over the repetitions. Two measurements:
+
+- loss: one criterion call on fixed head outputs (forward only, as a training step calls it);
+- step: a full training step, model forward + loss + backward.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` around one step of each; on CPU the peak resident set size
+of a fresh process that runs one step of each (the ratios are of the whole process, interpreter included).
+Prints the ratios ours / stock; targets are at most 1.02 for the loss and 1.01 for the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+NC = 10
+
+
+def setup(bs: int, imgsz: int, device: str, seed: int = 0):
+    """Model, images, batch and the two criteria, all on ``device``."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils import LOGGER
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    from size_adaptive.loss import SizeAdaptiveDetectionLoss
+    from size_adaptive.settings import SizeSettings
+
+    LOGGER.setLevel("ERROR")
+    g = torch.Generator().manual_seed(seed)
+    model = DetectionModel("yolo11n.yaml", nc=NC, verbose=False).to(device).train()
+    model.args = get_cfg()
+    images = torch.rand(bs, 3, imgsz, imgsz, generator=g).to(device)
+    sides = []  # box sides in px: 80 % small (4-31 px), 15 % medium (32-95 px), 5 % large (96-300 px)
+    per_image = 60
+    for lo, hi, share in ((4, 31, 0.80), (32, 95, 0.15), (96, 300, 0.05)):
+        n = round(bs * per_image * share)
+        sides.append(lo + torch.rand(n, 2, generator=g) * (hi - lo))
+    wh = torch.cat(sides)[torch.randperm(bs * per_image, generator=g)] / imgsz
+    xy = wh / 2 + torch.rand(len(wh), 2, generator=g) * (1 - wh)
+    batch = {
+        "batch_idx": torch.arange(bs).repeat_interleave(per_image).float().to(device),
+        "cls": torch.randint(0, NC, (len(wh), 1), generator=g).float().to(device),
+        "bboxes": torch.cat((xy, wh), 1).to(device),
+        "img": images,
+    }
+    settings = SizeSettings(space="input", input_thresholds=(32.0, 96.0))
+    return model, batch, v8DetectionLoss(model), SizeAdaptiveDetectionLoss(model, settings=settings)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: str) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def bench(bs: int, imgsz: int, device: str, reps: int, loss_reps: int) -> dict:
+    model, batch, stock, ours = setup(bs, imgsz, device)
+    with torch.no_grad():
+        preds = model(batch["img"])
+
+    def loss_call(criterion):
+        return lambda: criterion(preds, batch)
+
+    def step(criterion):
+        def run():
+            model.zero_grad(set_to_none=True)
+            total, _ = criterion(model(batch["img"]), batch)
+            total.sum().backward()
+
+        return run
+
+    times = {k: {"stock": [], "ours": []} for k in ("loss", "step")}
+    for kind, make, n in (("loss", loss_call, loss_reps), ("step", step, reps)):
+        for criterion in (stock, ours):  # warm-up
+            make(criterion)()
+        for i in range(n):
+            order = (("stock", stock), ("ours", ours)) if i % 2 == 0 else (("ours", ours), ("stock", stock))
+            for name, criterion in order:
+                times[kind][name].append(_timed(make(criterion), device))
+            print(f"  {kind} {i + 1}/{n}: stock {times[kind]['stock'][-1] * 1e3:.1f} ms, "
+                  f"ours {times[kind]['ours'][-1] * 1e3:.1f} ms", flush=True)
+    return {k: {n: statistics.median(v) for n, v in d.items()} for k, d in times.items()}
+
+
+def peak_memory(bs: int, imgsz: int, device: str) -> dict:
+    """Peak memory of one training step with each criterion."""
+    if device.startswith("cuda"):
+        model, batch, stock, ours = setup(bs, imgsz, device)
+        out = {}
+        for name, criterion in (("stock", stock), ("ours", ours)):
+            model.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            total, _ = criterion(model(batch["img"]), batch)
+            total.sum().backward()
+            torch.cuda.synchronize()
+            out[name] = torch.cuda.max_memory_allocated()
+        return out
+    out = {}
+    for name in ("stock", "ours"):
+        cmd = [sys.executable, __file__, "--child", name, "--bs", str(bs), "--imgsz", str(imgsz), "--device", device]
+        out[name] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    return out
+
+
+def child(name: str, bs: int, imgsz: int, device: str) -> None:
+    model, batch, stock, ours = setup(bs, imgsz, device)
+    total, _ = (stock if name == "stock" else ours)(model(batch["img"]), batch)
+    total.sum().backward()
+    print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bs", type=int, default=16)
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--reps", type=int, default=None, help="training-step repetitions (default 50 on CUDA, 7 on CPU)")
+    p.add_argument("--loss-reps", type=int, default=None, help="loss-call repetitions (default 200 on CUDA, 25 on CPU)")
+    p.add_argument("--child", choices=("stock", "ours"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        return child(a.child, a.bs, a.imgsz, a.device)
+    cuda = a.device.startswith("cuda")
+    reps, loss_reps = a.reps or (50 if cuda else 7), a.loss_reps or (200 if cuda else 25)
+    name = torch.cuda.get_device_name(a.device) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"bs {a.bs}, imgsz {a.imgsz}, {NC} classes on {name}; torch {torch.__version__}; medians of {loss_reps} loss "
+          f"calls and {reps} training steps, interleaved", flush=True)
+    t = bench(a.bs, a.imgsz, a.device, reps, loss_reps)
+    mem = peak_memory(a.bs, a.imgsz, a.device)
+    unit = "allocated on the GPU" if cuda else "peak RSS of a fresh process"
+    print()
+    print(f"{'':14s}{'stock':>12s}{'ours':>12s}{'ratio':>8s}  target")
+    for kind, target in (("loss", 1.02), ("step", 1.01)):
+        s, o = t[kind]["stock"], t[kind]["ours"]
+        print(f"{kind + ' (ms)':14s}{s * 1e3:12.2f}{o * 1e3:12.2f}{o / s:8.3f}  <= {target}")
+    print(f"{'peak (MiB)':14s}{mem['stock'] / 2**20:12.1f}{mem['ours'] / 2**20:12.1f}"
+          f"{mem['ours'] / mem['stock']:8.3f}  ({unit})")
+
+
+if __name__ == "__main__":
+    main()
