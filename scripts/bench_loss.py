@@ -96,6 +96,9 @@ def bench(bs: int, imgsz: int, device: str, reps: int, loss_reps: int) -> dict:
 
     times = {k: {"stock": [], "ours": []} for k in ("loss", "step")}
     for kind, make, n in (("loss", loss_call, loss_reps), ("step", step, reps)):
+        if not n:
+            times[kind] = {"stock": [float("nan")], "ours": [float("nan")]}
+            continue
         for criterion in (stock, ours):  # warm-up
             make(criterion)()
         for i in range(n):
@@ -140,19 +143,21 @@ def main() -> None:
     p.add_argument("--bs", type=int, default=16)
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--reps", type=int, default=None, help="training-step repetitions (default 50 on CUDA, 7 on CPU)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="training-step repetitions (default 50 on CUDA, 7 on CPU; 0 skips the step)")
     p.add_argument("--loss-reps", type=int, default=None, help="loss-call repetitions (default 200 on CUDA, 25 on CPU)")
     p.add_argument("--child", choices=("stock", "ours"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         return child(a.child, a.bs, a.imgsz, a.device)
     cuda = a.device.startswith("cuda")
-    reps, loss_reps = a.reps or (50 if cuda else 7), a.loss_reps or (200 if cuda else 25)
+    reps = a.reps if a.reps is not None else (50 if cuda else 7)
+    loss_reps = a.loss_reps if a.loss_reps is not None else (200 if cuda else 25)
     name = torch.cuda.get_device_name(a.device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"bs {a.bs}, imgsz {a.imgsz}, {NC} classes on {name}; torch {torch.__version__}; medians of {loss_reps} loss "
           f"calls and {reps} training steps, interleaved", flush=True)
     t = bench(a.bs, a.imgsz, a.device, reps, loss_reps)
-    mem = peak_memory(a.bs, a.imgsz, a.device)
+    mem = peak_memory(a.bs, a.imgsz, a.device) if reps else {"stock": float("nan"), "ours": float("nan")}
     unit = "allocated on the GPU" if cuda else "peak RSS of a fresh process"
     print()
     print(f"{'':14s}{'stock':>12s}{'ours':>12s}{'ratio':>8s}  target")

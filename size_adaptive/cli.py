@@ -27,6 +27,7 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
     yolo-sa train data=demo epochs=10 imgsz=320        # built-in synthetic small-object data
     yolo-sa val model=runs/detect/train/weights/best.pt data=demo
     yolo-sa train resume model=runs/detect/train/weights/last.pt
+    yolo-sa compare model=yolo11n.yaml data=demo epochs=30 imgsz=320 seeds=3 arms=stock,size,uniform,size_norm
 
   Without model= or data=, 'yolo-sa train' uses model=yolo12n.yaml and data=demo.
 
@@ -36,6 +37,9 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
     size_space=original        'original': thresholds in original-image px (the COCO definition of mAP_small),
                                converted once to network-input px; 'input': network-input px as given
     size_norm=False            True: divide by the weighted target-score sum, keeping stock loss scale
+
+  compare (see size_adaptive/compare.py): trains the arms stock, size, uniform (and size_norm) over seeds=N
+  with the same training keys, reuses finished runs, writes comparison.md/.png/.json to project/name.
 
   The stock 'yolo' help follows.
 """
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(CLI_HELP_MSG)
         return 0
+    if "compare" in args:
+        return _compare(args)
     try:
         args = _with_train_defaults(args)
         _check_size_args(args)
@@ -62,6 +68,28 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"yolo-sa: error: {e}".rstrip(), file=sys.stderr)
         return 2
+    return 0
+
+
+def _compare(args: list[str]) -> int:
+    """``yolo-sa compare``: parse and check everything first (usage errors exit 2), then train the arms."""
+    from ultralytics.cfg import check_dict_alignment, merge_equals_args, parse_key_value_pair
+
+    from .compare import DEFAULT_ARMS, compare, parse_arms, parse_seeds
+
+    try:
+        words = [a for a in merge_equals_args(args) if "=" not in a and a != "compare"]
+        if words:
+            raise ValueError(f"compare: expected key=value arguments after 'compare'; got {words}")
+        kv = dict(parse_key_value_pair(a) for a in merge_equals_args(args) if "=" in a)
+        check_dict_alignment({**DEFAULT_CFG_DICT, **DEFAULTS, "seeds": 3, "arms": ",".join(DEFAULT_ARMS)}, kv)
+        kv = {**DEFAULT_TRAIN, **kv}
+        parse_arms(kv.get("arms", DEFAULT_ARMS)), parse_seeds(kv.get("seeds", 3))
+        SizeSettings.from_dict(split_size_keys(kv)[0])
+    except (ValueError, SyntaxError) as e:
+        print(f"yolo-sa: error: {e}".rstrip(), file=sys.stderr)
+        return 2
+    compare(**kv)
     return 0
 
 

@@ -69,7 +69,7 @@ class SizeAdaptiveDetectionLoss(v8DetectionLoss):
         """
         bucket = size_buckets(box_areas(target_bboxes), self.size_thresholds)  # (bs, num_anchors)
         w = bucket_weights(bucket, fg_mask, self.size_weights)  # (bs, num_anchors)
-        self.fg_counts += bucket_counts(bucket, fg_mask)
+        bucket_counts(bucket, fg_mask, out=self.fg_counts)
         if self.settings.norm:
             # Dividing by the weighted sum instead of the stock one: scale every anchor (background too) by
             # stock_sum / weighted_sum, since upstream divides by the stock target_scores_sum afterwards.
@@ -107,7 +107,8 @@ class _AnchorWeightedBCE(nn.Module):
 
     def forward(self, pred_scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
         loss = self.inner(pred_scores, target_scores)  # (bs, num_anchors, num_classes)
-        return loss * self.owner.anchor_weights.unsqueeze(-1).to(loss.dtype)  # (bs, num_anchors, 1)
+        # In place: a fresh tensor that BCE's backward does not need (it keeps its inputs, not its output).
+        return loss.mul_(self.owner.anchor_weights.unsqueeze(-1).to(loss.dtype))  # (bs, num_anchors, 1)
 
 
 class _AnchorWeightedBboxLoss(nn.Module):

@@ -91,15 +91,16 @@ def anchor_weights(
     return bucket_weights(size_buckets(box_areas(target_bboxes), thresholds), fg_mask, weights)
 
 
-def bucket_counts(bucket: torch.Tensor, fg_mask: torch.Tensor) -> torch.Tensor:
+def bucket_counts(bucket: torch.Tensor, fg_mask: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Count the foreground anchors in each size bucket, on the device (no host sync).
 
     Args:
         bucket: (bs, num_anchors) bucket indices from ``size_buckets``.
         fg_mask: (bs, num_anchors) bool.
+        out: (3,) float counts to add to in place; new zeros when omitted.
 
     Returns:
-        (3,) float32 counts of small, medium and large foreground anchors.
+        (3,) float counts of small, medium and large foreground anchors (``out`` when given).
     """
-    counts = torch.zeros(3, device=bucket.device)
-    return counts.scatter_add_(0, bucket.flatten(), fg_mask.flatten().to(counts.dtype))
+    out = torch.zeros(3, device=bucket.device) if out is None else out
+    return out.scatter_add_(0, bucket.flatten(), fg_mask.flatten().to(out.dtype))
