@@ -148,7 +148,10 @@ def _finished(run_dir: Path, expected: dict) -> bool:
     if not (args_file.exists() and csv_file.exists()):
         return False
     args = yaml.safe_load(args_file.read_text())
-    different = {k: (args.get(k), v) for k, v in expected.items() if k not in ("model", "data") and _differs(args.get(k), v)}
+    different = {  # model and data are resolved to paths, None-valued keys (size_input_thresholds) by the trainer
+        k: (args.get(k), v) for k, v in expected.items()
+        if k not in ("model", "data") and v is not None and _differs(args.get(k), v)
+    }
     if different:
         raise ValueError(
             f"{run_dir} holds a run with other settings {different} (recorded, requested); choose another "
@@ -240,12 +243,15 @@ def markdown(report: dict) -> str:
         weights = arms["uniform"]["uniform_weight"]
         lines += [f"`uniform` constant per seed (mean weight of the `size` run's foreground anchors): "
                   + ", ".join(f"seed {s}: {w:.4f}" for s, w in weights.items()), ""]
-    noisy = [f"{arm} {k}" for arm in others for k, d in arms[arm]["diff_to_stock"].items()
-             if len(seeds) < 2 or abs(d["mean"]) <= 2 * d["std"]]
+    diffs = [(f"{arm} {k}", d) for arm in others for k, d in arms[arm]["diff_to_stock"].items()]
+    noisy = [name for name, d in diffs if len(seeds) < 2 or abs(d["mean"]) <= 2 * d["std"]]
+    verdict = (
+        "Every difference here is more than two standard deviations from zero." if not noisy
+        else "Every difference here is within about two standard deviations of zero: no evidence either way."
+        if len(noisy) == len(diffs) else f"Within about two standard deviations of zero here: {', '.join(noisy)}."
+    )
     lines += [
-        "Reading: a difference is only evidence when it is large against its spread over seeds. "
-        + (f"Within about two standard deviations of zero here: {', '.join(noisy)}." if noisy else
-           "Every difference here is more than two standard deviations from zero.")
+        "Reading: a difference is only evidence when it is large against its spread over seeds. " + verdict
         + " `size - uniform` isolates the re-balancing between sizes from the larger overall loss gain.",
         "",
     ]
@@ -271,6 +277,7 @@ def write_report(report: dict, folder: Path) -> None:
                yerr=[m["std"] for m in ms], capsize=3, label=arm)
     ax.set_xticks(range(len(keys)), keys)
     ax.set_ylabel("COCO mAP (last epoch)")
+    ax.set_ylim(bottom=0)
     ax.set_title(f"mAP by object size, mean ± std over {len(report['seeds'])} seeds")
     ax.legend()
     fig.tight_layout()
