@@ -21,15 +21,21 @@ done
 
 MODEL=${MODEL:-yolo12n.yaml}
 DATA=${DATA:-demo}
+recipe=""
 if [ "$DATA" = demo ]; then
-    EPOCHS=${EPOCHS:-10}   # the demo is a smoke run: minutes on a CPU, seconds on a GPU
-    IMGSZ=${IMGSZ:-320}
+    # A short schedule that learns on 64 images within minutes on a CPU: an optimizer step every batch (nbs=BATCH)
+    # and one warm-up epoch. Override any of them with NAME=value or key=value arguments.
+    EPOCHS=${EPOCHS:-60}
+    IMGSZ=${IMGSZ:-256}
+    recipe="warmup_epochs=1"
 else
     EPOCHS=${EPOCHS:-300}
     IMGSZ=${IMGSZ:-640}
 fi
 BATCH=${BATCH:-16}
 DEVICE=${DEVICE:-}
+[ -z "$recipe" ] || recipe="nbs=$BATCH $recipe"
+passthrough="$recipe$passthrough"   # later arguments win: the user's keys come after the recipe's
 
 if command -v yolo-sa >/dev/null 2>&1; then
     set -- yolo-sa
@@ -37,6 +43,6 @@ else
     set -- "${PYTHON:-python3}" -m size_adaptive   # not installed as a command: run from this checkout
 fi
 
-echo "train_loss_weighted.sh: model=$MODEL data=$DATA epochs=$EPOCHS imgsz=$IMGSZ batch=$BATCH device=${DEVICE:-auto}$passthrough"
+echo "train_loss_weighted.sh: model=$MODEL data=$DATA epochs=$EPOCHS imgsz=$IMGSZ batch=$BATCH device=${DEVICE:-auto} $passthrough"
 # shellcheck disable=SC2086  # passthrough is a list of key=value words
 exec "$@" train model="$MODEL" data="$DATA" epochs="$EPOCHS" imgsz="$IMGSZ" batch="$BATCH" ${DEVICE:+device=$DEVICE} $passthrough

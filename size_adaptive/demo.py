@@ -6,7 +6,7 @@ four classes of objects (``square``, ``disc``, ``triangle``, ``cross``), about 7
 
 ``data=demo`` selects it. It is generated on first use into a cache folder (``$YOLO_SA_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/yolo-size-adaptive``, else ``~/.cache/yolo-size-adaptive``), one sub-folder per size and seed, and
-reused afterwards. ``$YOLO_SA_DEMO_SIZE`` (``"TRAIN,VAL"`` image counts, default ``"128,32"``) sets its size.
+reused afterwards. ``$YOLO_SA_DEMO_SIZE`` (``"TRAIN,VAL"`` image counts, default ``"64,32"``) sets its size.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ NAMES = ("square", "disc", "triangle", "cross")
 WIDTH, HEIGHT = 640, 480
 SIZE_MIX = ((0.70, 8, 30), (0.25, 34, 90), (0.05, 100, 200))  # (share, min side, max side) in original px
 VERSION = 1  # bump when the generator's output changes, so caches are not reused across versions
-DEFAULT_SIZE = (128, 32)
+DEFAULT_SIZE = (64, 32)
 
 
 def cache_root() -> Path:

@@ -64,7 +64,8 @@ class SizeAdaptiveTrainer(DetectionTrainer):
             vars(self.args).update(requested.as_args())
             return requested
         recorded = SizeSettings.from_args(self.args)
-        ignored = [k for k, v in SizeSettings.from_dict(given).as_args().items() if k in given and v != recorded.as_args()[k]]
+        wanted, kept = SizeSettings.from_dict(given).as_args(), recorded.as_args()
+        ignored = [k for k in given if wanted[k] != kept[k]]
         if ignored:
             LOGGER.warning(f"{PREFIX} resume ignores {ignored}, using the checkpoint's {recorded.describe()}")
         return recorded

@@ -257,3 +257,21 @@ def test_demo_run_completes_with_the_network_refused(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "offline" / "weights" / "best.pt").is_file() and len(_rows(tmp_path / "offline")) == 1
     assert "network attempts:" in proc.stdout
+
+
+def test_launcher_trains_the_demo_and_says_where_the_run_is(tmp_path):
+    env = {**os.environ, "YOLO_SA_DEMO_SIZE": ",".join(map(str, TINY_DEMO)),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["sh", "train_loss_weighted.sh", "EPOCHS=1", "IMGSZ=64", "BATCH=4", "DEVICE=cpu", "MODEL=yolo11n.yaml",
+         "plots=False", f"project={tmp_path}", "name=launch", "size_weights=3,2,1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    out = _plain(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, out[-3000:]
+    assert "train_loss_weighted.sh: model=yolo11n.yaml data=demo epochs=1 imgsz=64 batch=4 device=cpu nbs=4" in out
+    assert f"run folder {tmp_path / 'launch'}" in out and (tmp_path / "launch" / "results.csv").is_file()
+    args = yaml.safe_load((tmp_path / "launch" / "args.yaml").read_text())
+    assert args["nbs"] == 4 and args["warmup_epochs"] == 1 and args["size_weights"] == [3.0, 2.0, 1.0]
+    bad = subprocess.run(["sh", "train_loss_weighted.sh", "oops"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected NAME=value arguments, got 'oops'" in bad.stderr
