@@ -75,7 +75,7 @@ def _compare(args: list[str]) -> int:
     """``yolo-sa compare``: parse and check everything first (usage errors exit 2), then train the arms."""
     from ultralytics.cfg import check_dict_alignment, merge_equals_args, parse_key_value_pair
 
-    from .compare import DEFAULT_ARMS, compare, parse_arms, parse_seeds
+    from .compare import DEFAULT_ARMS, check_args, compare
 
     try:
         words = [a for a in merge_equals_args(args) if "=" not in a and a != "compare"]
@@ -84,8 +84,7 @@ def _compare(args: list[str]) -> int:
         kv = dict(parse_key_value_pair(a) for a in merge_equals_args(args) if "=" in a)
         check_dict_alignment({**DEFAULT_CFG_DICT, **DEFAULTS, "seeds": 3, "arms": ",".join(DEFAULT_ARMS)}, kv)
         kv = {**DEFAULT_TRAIN, **kv}
-        parse_arms(kv.get("arms", DEFAULT_ARMS)), parse_seeds(kv.get("seeds", 3))
-        SizeSettings.from_dict(split_size_keys(kv)[0])
+        check_args(**{k: v for k, v in kv.items() if k not in ("model", "data", "project", "name")})
     except (ValueError, SyntaxError) as e:
         print(f"yolo-sa: error: {e}".rstrip(), file=sys.stderr)
         return 2
@@ -95,8 +94,7 @@ def _compare(args: list[str]) -> int:
 
 def _is_usage_error(e: Exception) -> bool:
     """Errors that name a bad argument: ours (a size key, the demo size) and Ultralytics' key/value checks."""
-    text = str(e)
-    return isinstance(e, SyntaxError) or "size_" in text or "YOLO_SA_DEMO_SIZE" in text
+    return isinstance(e, SyntaxError) or str(e).startswith(("size_", "'size_", "YOLO_SA_DEMO_SIZE:", "cfg:"))
 
 
 def _key_values(args: list[str]) -> dict[str, str]:

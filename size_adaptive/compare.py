@@ -70,6 +70,20 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
     return seeds
 
 
+def check_args(arms: Any = DEFAULT_ARMS, seeds: Any = 3, **train_args: Any):
+    """Validate a comparison's arguments before anything trains; return (arms, seeds, size settings, other keys)."""
+    arms, seeds = parse_arms(arms), parse_seeds(seeds)
+    size_keys, common = split_size_keys(train_args)
+    settings = SizeSettings.from_dict(size_keys)
+    for key in ("seed", "project", "name", "exist_ok", "resume", "trainer"):
+        if key in common:
+            raise ValueError(f"{key}: set by 'compare' for each run; got {key}={common[key]!r}")
+    if common.get("val", True) is not True:
+        raise ValueError(f"val: expected True (stock Ultralytics writes a validated row's per-size metrics into "
+                         f"the wrong columns of results.csv when earlier epochs were not validated); got {common['val']!r}")
+    return arms, seeds, settings, common
+
+
 def compare(
     model: str = "yolo12n.yaml",
     data: str = "demo",
@@ -88,12 +102,7 @@ def compare(
         project, name: the comparison folder is ``project/name``; runs are ``<arm>-seed<k>`` inside it.
         train_args: any other ``yolo train`` keys (shared by every arm) and the ``size_*`` keys (size arms).
     """
-    arms, seeds = parse_arms(arms), parse_seeds(seeds)
-    size_keys, common = split_size_keys(train_args)
-    settings = SizeSettings.from_dict(size_keys)  # refuse bad settings before training anything
-    for key in ("seed", "project", "name", "exist_ok", "resume", "trainer"):
-        if key in common:
-            raise ValueError(f"{key}: set by 'compare' for each run; got {key}={common[key]!r}")
+    arms, seeds, settings, common = check_args(arms, seeds, **train_args)
     common = {"model": model, "data": resolve_data(data), **common, "save_json": True}
     folder = Path(project) / name
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from .demo import resolve_data
 from .loss import build_criterion, size_losses
 from .settings import KEYS, SizeSettings, split_size_keys
 from .validator import SizeAdaptiveValidator
+from .weighting import BUCKET_NAMES
 
 PREFIX = colorstr("size_adaptive:")
 DIAGNOSTIC_COLUMNS = ("size/fg_small", "size/fg_medium", "size/fg_large", "size/mean_fg_weight")
@@ -81,6 +82,14 @@ class SizeAdaptiveTrainer(DetectionTrainer):
         self.size_settings = self._resolve_input_thresholds(self.size_settings)
         for model in (unwrap_model(self.model), self.ema.ema):
             _install_criterion(model, self.size_settings)
+        if self.metrics is not None and self.args.save_json:
+            # results.csv takes its header from the first row. Epochs that are not validated (val=False) carry the
+            # metrics dict built here, which lacks the per-size keys that a validation adds after mAP50-95: give
+            # them their place now, or the validated rows' columns would shift.
+            keys = list(self.metrics)
+            i = keys.index("metrics/mAP50-95(B)") + 1 if "metrics/mAP50-95(B)" in keys else len(keys)
+            per_size = [f"metrics/mAP_{x}(B)" for x in BUCKET_NAMES]
+            self.metrics = {k: self.metrics.get(k, 0.0) for k in [*keys[:i], *per_size, *keys[i:]]}
 
     def _resolve_input_thresholds(self, settings: SizeSettings) -> SizeSettings:
         """Convert original-image thresholds to network-input px once, with the train set's median resize factor."""

@@ -131,4 +131,8 @@ def test_compare_refuses_bad_arguments_before_training(tmp_path, capsys):
     assert main(["compare", "seedz=3", f"project={tmp_path}"]) == 2
     assert "'seedz' is not a valid YOLO argument" in capsys.readouterr().err
     assert main(["compare", "size_weights=1,2", f"project={tmp_path}"]) == 2
+    assert main(["compare", "val=False", f"project={tmp_path}"]) == 2
+    assert "val: expected True" in capsys.readouterr().err
+    assert main(["compare", "seed=3", f"project={tmp_path}"]) == 2
+    assert "seed: set by 'compare' for each run" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

@@ -275,3 +275,16 @@ def test_launcher_trains_the_demo_and_says_where_the_run_is(tmp_path):
     assert args["nbs"] == 4 and args["warmup_epochs"] == 1 and args["size_weights"] == [3.0, 2.0, 1.0]
     bad = subprocess.run(["sh", "train_loss_weighted.sh", "oops"], cwd=REPO, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "expected NAME=value arguments, got 'oops'" in bad.stderr
+
+
+def test_results_columns_stay_aligned_when_only_the_last_epoch_is_validated(tmp_path):
+    # val=False: only the final epoch is validated. Its per-size mAP must land under the per-size columns that the
+    # header (written after epoch 1) already holds, not shift the row.
+    _run("-m", "size_adaptive", "train", "model=yolo11n.yaml", "data=demo", "epochs=2", f"imgsz={IMGSZ}", "batch=4",
+         "device=cpu", "plots=False", "val=False", f"project={tmp_path}", "name=noval")
+    with open(tmp_path / "noval" / "results.csv") as f:
+        header, *rows = list(csv.reader(f))
+    assert all(len(r) == len(header) for r in rows) and len(rows) == 2
+    assert header.index("metrics/mAP_small(B)") == header.index("metrics/mAP50-95(B)") + 1
+    assert header[-4:] == ["size/fg_small", "size/fg_medium", "size/fg_large", "size/mean_fg_weight"]
+    assert 1.0 < float(rows[-1][-1]) < 2.0
