@@ -25,7 +25,7 @@ recipe=""
 if [ "$DATA" = demo ]; then
     # A short schedule that learns on 64 images within minutes on a CPU: an optimizer step every batch (nbs=BATCH)
     # and one warm-up epoch. Override any of them with NAME=value or key=value arguments.
-    EPOCHS=${EPOCHS:-60}
+    EPOCHS=${EPOCHS:-40}
     IMGSZ=${IMGSZ:-256}
     recipe="warmup_epochs=1"
 else
