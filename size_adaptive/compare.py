@@ -250,7 +250,7 @@ def markdown(report: dict) -> str:
         ]
     if "uniform" in arms:
         weights = arms["uniform"]["uniform_weight"]
-        lines += [f"`uniform` constant per seed (mean weight of the `size` run's foreground anchors): "
+        lines += ["`uniform` constant per seed (mean weight of the `size` run's foreground anchors): "
                   + ", ".join(f"seed {s}: {w:.4f}" for s, w in weights.items()), ""]
     diffs = [(f"{arm} {k}", d) for arm in others for k, d in arms[arm]["diff_to_stock"].items()]
     noisy = [name for name, d in diffs if len(seeds) < 2 or abs(d["mean"]) <= 2 * d["std"]]

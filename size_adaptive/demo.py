@@ -77,7 +77,8 @@ def demo_data(n_train: int = DEFAULT_SIZE[0], n_val: int = DEFAULT_SIZE[1], seed
             for i in range(n):
                 image, labels = make_image(np.random.default_rng([seed, offset + i]))
                 cv2.imwrite(str(tmp / "images" / split / f"{i:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                (tmp / "labels" / split / f"{i:06d}.txt").write_text("".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels))
+                rows = "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
+                (tmp / "labels" / split / f"{i:06d}.txt").write_text(rows)
         names = "".join(f"  {i}: {n}\n" for i, n in enumerate(NAMES))
         (tmp / "data.yaml").write_text(f"path: {folder}\ntrain: images/train\nval: images/val\nnames:\n{names}")
         try:

@@ -99,7 +99,9 @@ class SizeSettings:
         space = str(v["size_space"]).strip().lower()
         if space not in SPACES:
             raise ValueError(f"size_space: expected one of {list(SPACES)}; got {v['size_space']!r}")
-        weights = _numbers("size_weights", v["size_weights"], 3, "positive finite weights (small, medium, large)", "2,1.5,1")
+        weights = _numbers(
+            "size_weights", v["size_weights"], 3, "positive finite weights (small, medium, large)", "2,1.5,1"
+        )
         thresholds = _thresholds("size_thresholds", v["size_thresholds"])
         resolved = v["size_input_thresholds"]
         if resolved is not None:
