@@ -24,7 +24,7 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
     yolo-sa [TASK] MODE ARGS      MODE: train, val, predict, export, ...; ARGS: any 'yolo' key=value
 
     yolo-sa train model=yolo12n.yaml data=VisDrone.yaml epochs=300 imgsz=640 size_weights=2,1.5,1
-    yolo-sa train data=demo epochs=10 imgsz=320        # built-in synthetic small-object data
+    yolo-sa train data=demo epochs=40 imgsz=256 nbs=16 # built-in synthetic small-object data
     yolo-sa val model=runs/detect/train/weights/best.pt data=demo
     yolo-sa train resume model=runs/detect/train/weights/last.pt
     yolo-sa compare model=yolo11n.yaml data=demo epochs=30 imgsz=320 seeds=3 arms=stock,size,uniform,size_norm

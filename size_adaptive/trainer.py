@@ -11,7 +11,6 @@ import statistics
 from dataclasses import replace
 
 import torch
-
 from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML, colorstr
