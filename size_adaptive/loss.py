@@ -1,49 +1,64 @@
-"""``SizeAdaptiveDetectionLoss``: Ultralytics' detection loss with a per-anchor weight from the object's size.
+"""The size-adaptive losses: Ultralytics' task losses with a per-anchor weight from the object's size.
 
-Follows ultralytics 8.4.190 ``v8DetectionLoss.get_assigned_targets_and_loss`` without overriding it. That method
-assigns targets with ``self.assigner``, computes the classification BCE with ``self.bce`` and the CIoU + DFL terms
-with ``self.bbox_loss``, then normalises by the stock ``target_scores_sum`` and applies the ``box/cls/dfl`` gains.
-We wrap exactly those three units:
+Follows ultralytics 8.4.190 ``v8DetectionLoss.get_assigned_targets_and_loss`` (and ``v8OBBLoss.loss``) without
+overriding them. They assign targets with ``self.assigner``, compute the classification BCE with ``self.bce`` and the
+box terms with ``self.bbox_loss``, then normalise by the stock ``target_scores_sum`` and apply the ``box/cls/dfl``
+gains. ``SizeAdaptiveLoss`` wraps exactly those three units:
 
-1. after the assignment, weigh every anchor by the size of its assigned box (``weighting.anchor_weights``);
-2. multiply the per-element BCE (bs, num_anchors, num_classes) by its anchor's weight;
-3. hand ``bbox_loss`` the target scores times the anchor weight: ``BboxLoss`` weighs each foreground anchor's CIoU
-   and DFL term by the sum of its target scores, so this scales exactly that anchor's terms.
+1. after the assignment, weigh every anchor by the size of its assigned box (``weighting``; ``size_norm`` rescales the
+   foreground weights) and count the assignment per size bucket (``diagnostics``);
+2. ``cls`` in ``size_terms``: multiply the per-element BCE (bs, num_anchors, num_classes) by its anchor's weight;
+3. ``box``/``dfl``: hand ``bbox_loss`` the target scores times the anchor weight. ``BboxLoss`` weighs each foreground
+   anchor's CIoU and DFL term by the sum of its target scores, so this scales exactly that anchor's terms; when only
+   one of the two is weighted, the other comes from a second call with the stock target scores.
 
-Everything else (assignment, normalisation, gains, class weights, the end-to-end branch schedule) stays upstream's,
-so with all weights 1 the loss is the stock one, value for value. The weighting adds no host-device sync: no
-``.item()``, no branch on a tensor value and no data-dependent shape.
+Everything else (assignment, normalisation, gains, class weights, the end-to-end branch schedule, the mask and keypoint
+terms of segment and pose) stays upstream's, so with all weights 1 the loss is the stock one, value for value. The
+weighting adds no host-device sync: no ``.item()``, no branch on a tensor value and no data-dependent shape.
 
-Shapes (Ultralytics names): ``target_bboxes`` (bs, num_anchors, 4) xyxy px, ``target_scores``
-(bs, num_anchors, num_classes), ``fg_mask`` (bs, num_anchors), ``anchor_weights`` (bs, num_anchors).
+Shapes (Ultralytics names): ``target_bboxes`` (bs, num_anchors, 4) xyxy px (OBB: 5, xywhr), ``target_scores``
+(bs, num_anchors, num_classes), ``fg_mask`` (bs, num_anchors), ``anchor_weights`` (bs, num_anchors), ``gt_bboxes``
+(bs, n_max_boxes, 4 or 5) px, ``mask_gt`` (bs, n_max_boxes, 1).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import torch
 from torch import nn
-from ultralytics.utils.loss import E2ELoss, v8DetectionLoss
+from ultralytics.utils.loss import (
+    E2ELoss,
+    PoseLoss26,
+    SegmentLoss26,
+    v8DetectionLoss,
+    v8OBBLoss,
+    v8PoseLoss,
+    v8SegmentationLoss,
+)
 
+from .diagnostics import assignment_counts, new_counts
 from .settings import SizeSettings
-from .weighting import box_areas, bucket_counts, bucket_weights, size_buckets
+from .weighting import balance_weights, box_areas, bucket_weights, rotated_box_areas, size_buckets
 
 
-class SizeAdaptiveDetectionLoss(v8DetectionLoss):
-    """``v8DetectionLoss`` whose cls, box and DFL terms are weighted per anchor by the size of its assigned box.
+class SizeAdaptiveLoss:
+    """Mixin for a ``v8DetectionLoss`` subclass: its cls, box and DFL terms weighted per anchor by object size.
 
     Args:
-        model: the de-paralleled ``DetectionModel``; its ``args`` carry the stock gains and the ``size_*`` keys.
+        model: the de-paralleled model; its ``args`` carry the stock gains and the ``size_*`` keys.
         tal_topk, tal_topk2: as in ``v8DetectionLoss``.
         settings: the size settings; read from ``model.args`` when omitted. Thresholds must be in network-input px
             (``size_space=input``, or resolved by ``SizeAdaptiveTrainer``).
 
     Attributes:
         anchor_weights: (bs, num_anchors) weights of the latest call (``size_norm`` factor included).
-        fg_counts: (3,) foreground anchors in the small, medium and large buckets since the last
-            ``reset_fg_counts()``, accumulated on the device.
+        size_counts: (4, 3) assignment counts per size bucket since the last ``reset_size_counts()``
+            (``diagnostics``), accumulated on the device.
     """
+
+    box_areas: Callable[[torch.Tensor], torch.Tensor] = staticmethod(box_areas)  # of target_bboxes and gt_bboxes
 
     def __init__(self, model: nn.Module, tal_topk: int = 10, tal_topk2: int | None = None, settings=None):
         super().__init__(model, tal_topk=tal_topk, tal_topk2=tal_topk2)
@@ -57,51 +72,56 @@ class SizeAdaptiveDetectionLoss(v8DetectionLoss):
         self.size_thresholds = torch.tensor(self.settings.input_thresholds, device=self.device)  # (2,) px
         self.size_weights = torch.tensor(self.settings.weights, device=self.device)  # (3,)
         self.anchor_weights = None
-        self.fg_counts = torch.zeros(3, device=self.device)
-        self.assigner = _WeighAfterAssign(self.assigner, self)
-        self.bce = _AnchorWeightedBCE(self.bce, self)
-        self.bbox_loss = _AnchorWeightedBboxLoss(self.bbox_loss, self)
+        self.size_counts = new_counts(self.device)
+        terms = self.settings.terms
+        self.assigner = AfterAssign(self.assigner, self.weigh)
+        if "cls" in terms:
+            self.bce = _AnchorWeightedBCE(self.bce, self)
+        if "box" in terms or "dfl" in terms:
+            self.bbox_loss = _AnchorWeightedBboxLoss(self.bbox_loss, self, box="box" in terms, dfl="dfl" in terms)
 
-    def weigh(self, target_bboxes: torch.Tensor, target_scores: torch.Tensor, fg_mask: torch.Tensor) -> torch.Tensor:
-        """Compute and record this call's (bs, num_anchors) anchor weights from the assigner's output.
+    def weigh(self, gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx) -> torch.Tensor:
+        """Compute and record this call's (bs, num_anchors) anchor weights from the assigner's input and output.
 
-        This is ``weighting.anchor_weights`` step by step, keeping the buckets to count them.
+        This is ``weighting.anchor_weights`` step by step (plus ``size_norm``), keeping the buckets to count them.
         """
-        bucket = size_buckets(box_areas(target_bboxes), self.size_thresholds)  # (bs, num_anchors)
+        bucket = size_buckets(self.box_areas(target_bboxes), self.size_thresholds)  # (bs, num_anchors)
         w = bucket_weights(bucket, fg_mask, self.size_weights)  # (bs, num_anchors)
-        bucket_counts(bucket, fg_mask, out=self.fg_counts)
         if self.settings.norm:
-            # Dividing by the weighted sum instead of the stock one: scale every anchor (background too) by
-            # stock_sum / weighted_sum, since upstream divides by the stock target_scores_sum afterwards.
-            ts = target_scores.sum(-1)  # (bs, num_anchors)
-            w = w * (ts.sum().clamp(min=1) / (ts * w).sum().clamp(min=1))
+            w = balance_weights(w, fg_mask, target_scores)
+        gt_bucket = size_buckets(self.box_areas(gt_bboxes), self.size_thresholds)  # (bs, n_max_boxes)
+        assignment_counts(gt_bucket, mask_gt, bucket, fg_mask, target_gt_idx, target_scores, out=self.size_counts)
         self.anchor_weights = w
         return w
 
-    def reset_fg_counts(self) -> torch.Tensor:
-        """Return the foreground anchor counts per bucket since the last reset, and start new ones."""
-        counts, self.fg_counts = self.fg_counts, torch.zeros_like(self.fg_counts)
+    def reset_size_counts(self) -> torch.Tensor:
+        """Return the assignment counts since the last reset, and start new ones."""
+        counts, self.size_counts = self.size_counts, torch.zeros_like(self.size_counts)
         return counts
 
 
-class _WeighAfterAssign(nn.Module):
-    """The stock assigner, followed by the owner's ``weigh`` on its output."""
+class AfterAssign(nn.Module):
+    """The stock assigner, then ``hook`` on its ground truth and its assignment; the assignment passes unchanged.
 
-    def __init__(self, assigner: nn.Module, owner: SizeAdaptiveDetectionLoss):
+    Follows the positional call in ``v8DetectionLoss.get_assigned_targets_and_loss`` and ``v8OBBLoss.loss`` (8.4.190):
+    ``(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)`` in, five tensors out.
+    """
+
+    def __init__(self, assigner: nn.Module, hook: Callable[..., object]):
         super().__init__()
-        self.inner, self.owner = assigner, owner
+        self.inner, self.hook = assigner, hook
 
     def forward(self, *args, **kwargs):
         out = self.inner(*args, **kwargs)
-        _, target_bboxes, target_scores, fg_mask, _ = out  # TaskAlignedAssigner.forward's five outputs
-        self.owner.weigh(target_bboxes, target_scores, fg_mask)
+        _, target_bboxes, target_scores, fg_mask, target_gt_idx = out
+        self.hook(args[4], args[5], target_bboxes, target_scores, fg_mask, target_gt_idx)
         return out
 
 
 class _AnchorWeightedBCE(nn.Module):
     """The stock per-element BCE, times the weight of each element's anchor."""
 
-    def __init__(self, bce: nn.Module, owner: SizeAdaptiveDetectionLoss):
+    def __init__(self, bce: nn.Module, owner: SizeAdaptiveLoss):
         super().__init__()
         self.inner, self.owner = bce, owner
 
@@ -112,29 +132,110 @@ class _AnchorWeightedBCE(nn.Module):
 
 
 class _AnchorWeightedBboxLoss(nn.Module):
-    """The stock ``BboxLoss``, given target scores scaled by their anchor's weight."""
+    """The stock ``BboxLoss`` (or ``RotatedBboxLoss``), given target scores scaled by their anchor's weight.
 
-    def __init__(self, bbox_loss: nn.Module, owner: SizeAdaptiveDetectionLoss):
+    Returns (box, dfl) as upstream; a term that is not weighted comes from the stock target scores.
+    """
+
+    def __init__(self, bbox_loss: nn.Module, owner: SizeAdaptiveLoss, box: bool, dfl: bool):
         super().__init__()
-        self.inner, self.owner = bbox_loss, owner
+        self.inner, self.owner, self.box, self.dfl = bbox_loss, owner, box, dfl
 
     def forward(self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, *args, **kwargs):
         w = self.owner.anchor_weights.unsqueeze(-1).to(target_scores.dtype)  # (bs, num_anchors, 1)
-        return self.inner(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores * w, *args, **kwargs)
+        common = (pred_dist, pred_bboxes, anchor_points, target_bboxes)
+        weighted = self.inner(*common, target_scores * w, *args, **kwargs)
+        if self.box and self.dfl:
+            return weighted
+        stock = self.inner(*common, target_scores, *args, **kwargs)
+        return (weighted[0], stock[1]) if self.box else (stock[0], weighted[1])
+
+
+def _at_foreground(values: torch.Tensor, fg_mask: torch.Tensor, n: int) -> torch.Tensor:
+    """``values[fg_mask]`` (n,) without a host sync, given the foreground count ``n`` that the caller already knows."""
+    fg = fg_mask.flatten()
+    slot = torch.where(fg, fg.cumsum(0) - 1, n)  # (bs * num_anchors,) position among the foreground, or a spare slot
+    out = values.new_zeros(n + 1).scatter_(0, slot, values.flatten())
+    return out[:n]
+
+
+class SizeAdaptiveDetectionLoss(SizeAdaptiveLoss, v8DetectionLoss):
+    """``v8DetectionLoss`` (detect) with the size-adaptive weighting."""
+
+
+class SizeAdaptiveSegmentationLoss(SizeAdaptiveLoss, v8SegmentationLoss):
+    """``v8SegmentationLoss`` (segment, YOLOv8/11/12): box part weighted, mask terms stock."""
+
+
+class SizeAdaptiveSegmentLoss26(SizeAdaptiveLoss, SegmentLoss26):
+    """``SegmentLoss26`` (YOLO26 segment, mask-aware assigner): box part weighted, mask terms stock."""
+
+
+class SizeAdaptivePoseLoss(SizeAdaptiveLoss, v8PoseLoss):
+    """``v8PoseLoss`` (pose, YOLOv8/11/12): box part weighted, keypoint terms stock."""
+
+
+class SizeAdaptivePoseLoss26(SizeAdaptiveLoss, PoseLoss26):
+    """``PoseLoss26`` (YOLO26 pose, OKS assigner, RLE): box part weighted, keypoint terms stock."""
+
+
+class SizeAdaptiveOBBLoss(SizeAdaptiveLoss, v8OBBLoss):
+    """``v8OBBLoss`` (oriented boxes): the area is the rotated box's w·h; the angle term follows ``box``."""
+
+    box_areas = staticmethod(rotated_box_areas)
+
+    def calculate_angle_loss(self, pred_bboxes, target_bboxes, fg_mask, weight, target_scores_sum, lambda_val=3):
+        """``v8OBBLoss.calculate_angle_loss`` (8.4.190) with each foreground anchor's ``weight`` times its own weight.
+
+        ``weight`` (num_fg,) is upstream's stock per-anchor target-score sum, in foreground order.
+        """
+        if "box" in self.settings.terms:
+            weight = weight * _at_foreground(self.anchor_weights, fg_mask, weight.shape[0]).to(weight.dtype)
+        return super().calculate_angle_loss(pred_bboxes, target_bboxes, fg_mask, weight, target_scores_sum, lambda_val)
+
+
+SIZE_ADAPTIVE_LOSSES: dict[type, type] = {  # upstream loss class -> ours; exact types, checked in test_contract.py
+    v8DetectionLoss: SizeAdaptiveDetectionLoss,
+    v8SegmentationLoss: SizeAdaptiveSegmentationLoss,
+    SegmentLoss26: SizeAdaptiveSegmentLoss26,
+    v8PoseLoss: SizeAdaptivePoseLoss,
+    PoseLoss26: SizeAdaptivePoseLoss26,
+    v8OBBLoss: SizeAdaptiveOBBLoss,
+}
 
 
 def build_criterion(model: nn.Module, settings: SizeSettings | None = None):
-    """Our counterpart of ``DetectionModel.init_criterion`` (ultralytics 8.4.190).
+    """Our counterpart of the model's ``init_criterion`` (ultralytics 8.4.190): the same loss class, size-adaptive.
 
-    End-to-end heads (YOLO26, ``one2one_cv2``) get ``E2ELoss`` with the size-adaptive loss in both branches.
+    The model's own ``init_criterion`` picks the upstream class (per task and head, e.g. ``SegmentLoss26`` for YOLO26
+    segment); end-to-end heads (YOLO26) get ``E2ELoss`` with the size-adaptive loss in both branches.
+
+    Raises:
+        TypeError: the model's loss has no size-adaptive counterpart (classify, semantic, depth, RT-DETR, ...).
     """
-    loss_fn = functools.partial(SizeAdaptiveDetectionLoss, settings=settings)
-    if getattr(model.model[-1], "one2one_cv2", None) is not None:
-        return E2ELoss(model, loss_fn=loss_fn)
-    return loss_fn(model)
+    stock = model.init_criterion()
+    end2end = isinstance(stock, E2ELoss)
+    upstream = type(stock.one2many if end2end else stock)
+    if upstream not in SIZE_ADAPTIVE_LOSSES:
+        raise TypeError(
+            f"the size-adaptive loss has no counterpart of {upstream.__name__} ({type(model).__name__}); it supports "
+            f"{', '.join(c.__name__ for c in SIZE_ADAPTIVE_LOSSES)}"
+        )
+    loss_fn = functools.partial(SIZE_ADAPTIVE_LOSSES[upstream], settings=settings)
+    return E2ELoss(model, loss_fn=loss_fn) if end2end else loss_fn(model)
 
 
-def size_losses(criterion) -> list[SizeAdaptiveDetectionLoss]:
+def counted_loss(criterion) -> SizeAdaptiveLoss | None:
+    """The loss whose assignment the diagnostics report: the criterion itself, or an ``E2ELoss``'s one-to-many branch.
+
+    The one-to-many branch (top-10 assignment, as in YOLOv8/11/12) is the one comparable across families; the
+    one-to-one branch gives each object at most one positive by design.
+    """
+    loss = getattr(criterion, "one2many", criterion)
+    return loss if isinstance(loss, SizeAdaptiveLoss) else None
+
+
+def size_losses(criterion) -> list[SizeAdaptiveLoss]:
     """The size-adaptive losses inside a criterion: itself, or both branches of an ``E2ELoss``."""
     parts = [criterion, getattr(criterion, "one2many", None), getattr(criterion, "one2one", None)]
-    return [p for p in parts if isinstance(p, SizeAdaptiveDetectionLoss)]
+    return [p for p in parts if isinstance(p, SizeAdaptiveLoss)]

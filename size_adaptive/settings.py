@@ -9,7 +9,9 @@ Settings travel on ``model.args`` next to the stock gains (``box``, ``cls``, ``d
 | ``size_thresholds``     | small/medium and medium/large edges as side lengths, px         | 32,96        |
 | ``size_space``          | ``original``: thresholds in original-image px (COCO), converted | original     |
 |                         | once to network-input px; ``input``: network-input px directly  |              |
-| ``size_norm``           | divide by the weighted target-score sum (keeps the loss scale)  | False        |
+| ``size_norm``           | rescale the foreground weights per batch so that their          | False        |
+|                         | target-score-weighted sum is the stock one (balance only)       |              |
+| ``size_terms``          | loss terms that carry the weights: ``cls``, ``box``, ``dfl``    | cls,box,dfl  |
 | ``size_input_thresholds``| resolved network-input thresholds, written by the trainer      | (resolved)   |
 
 Units: ``px`` are pixels; "original" px are those of the image files, "input" px those of the network input.
@@ -27,10 +29,12 @@ DEFAULTS: dict[str, Any] = {
     "size_thresholds": [32.0, 96.0],
     "size_space": "original",
     "size_norm": False,
+    "size_terms": ["cls", "box", "dfl"],
     "size_input_thresholds": None,
 }
 KEYS = tuple(DEFAULTS)
 SPACES = ("original", "input")
+TERMS = ("cls", "box", "dfl")  # classification BCE; CIoU (ProbIoU and angle for OBB); DFL (L1 when reg_max is 1)
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
@@ -73,6 +77,23 @@ def _thresholds(key: str, value: Any) -> list[float]:
     return t
 
 
+def _terms(key: str, value: Any) -> tuple[str, ...]:
+    """Parse ``"box,dfl"`` or a list into distinct known terms, in the canonical order of ``TERMS``."""
+    items = value
+    if isinstance(value, str):
+        items = [s.strip() for s in value.strip().strip("[]()").split(",")]
+    expected = f"a comma-separated, non-empty list of distinct terms from {list(TERMS)}, e.g. {key}=box,dfl"
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"{key}: expected {expected}; got {value!r}")
+    names = [str(t).strip().lower() if isinstance(t, str) else t for t in items]
+    unknown = [t for t in names if t not in TERMS]
+    if unknown:
+        raise ValueError(f"{key}: expected {expected}; got {value!r} ({unknown[0]!r} is not a term)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{key}: expected {expected}; got {value!r} (a term is repeated)")
+    return tuple(t for t in TERMS if t in names)
+
+
 @dataclass(frozen=True)
 class SizeSettings:
     """Validated size settings.
@@ -81,7 +102,9 @@ class SizeSettings:
         weights: (small, medium, large) loss weights, each > 0.
         thresholds: (small/medium, medium/large) edges as side lengths, px in ``space``.
         space: ``"original"`` or ``"input"``: the pixel space of ``thresholds``.
-        norm: normalise by the weighted target-score sum instead of the stock one.
+        norm: rescale the foreground weights per batch so that their target-score-weighted sum equals the stock
+            one; background anchors and the normalisers stay stock.
+        terms: the loss terms that carry the weights, a subset of ``TERMS``; the others stay exactly stock.
         input_thresholds: ``thresholds`` in network-input px, once resolved (``None`` before).
     """
 
@@ -89,6 +112,7 @@ class SizeSettings:
     thresholds: tuple[float, float] = (32.0, 96.0)
     space: str = "original"
     norm: bool = False
+    terms: tuple[str, ...] = TERMS
     input_thresholds: tuple[float, float] | None = None
 
     @classmethod
@@ -108,7 +132,8 @@ class SizeSettings:
             resolved = tuple(_thresholds("size_input_thresholds", resolved))
         elif space == "input":
             resolved = tuple(thresholds)
-        return cls(tuple(weights), tuple(thresholds), space, _bool("size_norm", v["size_norm"]), resolved)
+        norm, terms = _bool("size_norm", v["size_norm"]), _terms("size_terms", v["size_terms"])
+        return cls(tuple(weights), tuple(thresholds), space, norm, terms, resolved)
 
     @classmethod
     def from_args(cls, args: Any) -> SizeSettings:
@@ -123,6 +148,7 @@ class SizeSettings:
             "size_thresholds": list(self.thresholds),
             "size_space": self.space,
             "size_norm": self.norm,
+            "size_terms": list(self.terms),
             "size_input_thresholds": list(self.input_thresholds) if self.input_thresholds else None,
         }
 
@@ -133,7 +159,7 @@ class SizeSettings:
         if self.space == "original" and self.input_thresholds:
             rule += " -> {:.1f}/{:.1f} px input".format(*self.input_thresholds)
         w = ", ".join(f"{n} x{x:g}" for n, x in zip(("small", "medium", "large"), self.weights))
-        return f"thresholds {rule}; weights {w}; size_norm={self.norm}"
+        return f"thresholds {rule}; weights {w} on {'+'.join(self.terms)}; size_norm={self.norm}"
 
 
 def check_keys(values: Mapping[str, Any]) -> None:

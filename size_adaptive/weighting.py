@@ -5,7 +5,8 @@ Pure tensor functions; this module does not import Ultralytics.
 Shapes and units (Ultralytics names):
     bs             batch size
     num_anchors    anchor points over all strides: 84 at imgsz 64, 2100 at 320, 8400 at 640
-    target_bboxes  (bs, num_anchors, 4) xyxy, px: the box the assigner matched to each anchor
+    target_bboxes  (bs, num_anchors, 4) xyxy, px: the box the assigner matched to each anchor (OBB: (..., 5) xywhr)
+    target_scores  (bs, num_anchors, num_classes): the assigner's soft labels, zero on background anchors
     fg_mask        (bs, num_anchors) bool: anchors matched to a ground-truth box
     weights        (bs, num_anchors)
     px             network-input pixels (after letterbox/resize); areas are px².
@@ -36,6 +37,19 @@ def box_areas(boxes: torch.Tensor) -> torch.Tensor:
         (...) areas in the square of the boxes' unit.
     """
     wh = (boxes[..., 2:4] - boxes[..., 0:2]).clamp(min=0)  # (..., 2)
+    return wh[..., 0] * wh[..., 1]
+
+
+def rotated_box_areas(boxes: torch.Tensor) -> torch.Tensor:
+    """Return the areas w·h of rotated xywhr boxes (OBB); degenerate boxes have area 0.
+
+    Args:
+        boxes: (..., 5) xywhr, the angle last.
+
+    Returns:
+        (...) areas in the square of the boxes' unit.
+    """
+    wh = boxes[..., 2:4].clamp(min=0)  # (..., 2)
     return wh[..., 0] * wh[..., 1]
 
 
@@ -91,16 +105,22 @@ def anchor_weights(
     return bucket_weights(size_buckets(box_areas(target_bboxes), thresholds), fg_mask, weights)
 
 
-def bucket_counts(bucket: torch.Tensor, fg_mask: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Count the foreground anchors in each size bucket, on the device (no host sync).
+def balance_weights(weights: torch.Tensor, fg_mask: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+    """``size_norm``: rescale the foreground weights so that their target-score-weighted sum is the stock one.
+
+    Only the balance between objects changes: sum(score · weight) over the foreground anchors equals sum(score), the
+    sum that upstream normalises by, and background anchors keep weight 1. Equal weights become all ones. A batch
+    without foreground (or with zero target scores) is left as it is. No host sync.
 
     Args:
-        bucket: (bs, num_anchors) bucket indices from ``size_buckets``.
+        weights: (bs, num_anchors) from ``bucket_weights``.
         fg_mask: (bs, num_anchors) bool.
-        out: (3,) float counts to add to in place; new zeros when omitted.
+        target_scores: (bs, num_anchors, num_classes).
 
     Returns:
-        (3,) float counts of small, medium and large foreground anchors (``out`` when given).
+        (bs, num_anchors) weights.
     """
-    out = torch.zeros(3, device=bucket.device) if out is None else out
-    return out.scatter_add_(0, bucket.flatten(), fg_mask.flatten().to(out.dtype))
+    score = target_scores.sum(-1, dtype=torch.float32)  # (bs, num_anchors), 0 on background
+    stock, weighted = score.sum(), (score * weights).sum()
+    scale = torch.where(weighted > 0, stock / weighted, 1.0)  # () on the device
+    return torch.where(fg_mask, weights * scale.to(weights.dtype), weights)

@@ -10,6 +10,7 @@ from torch.overrides import TorchFunctionMode
 from ultralytics.utils.loss import E2ELoss
 
 import helpers as h
+from size_adaptive.diagnostics import OBJECTS, POSITIVES
 from size_adaptive.loss import SizeAdaptiveDetectionLoss, build_criterion
 from size_adaptive.weighting import anchor_weights
 
@@ -39,34 +40,46 @@ def test_unit_weights_give_stock_loss_values_and_gradients():
     assert torch.equal(gs_s, gs_o) and torch.equal(gb_s, gb_o)
 
 
-def test_unit_weights_with_size_norm_give_stock_loss():
+@pytest.mark.parametrize("weights", [(1, 1, 1), (3, 3, 3), (0.5, 0.5, 0.5)])
+def test_equal_weights_with_size_norm_give_stock_loss_values_and_gradients(weights):
+    # size_norm rescales equal weights c to c * (stock sum / (c * stock sum)) = 1: the stock loss, up to float rounding.
     m = h.model()
     p, b = h.preds(m, 2, IMGSZ), _batch()
-    stock, ours = h.stock_and_size(m, h.settings(weights=(1, 1, 1), norm=True))
-    torch.testing.assert_close(h.loss_and_grads(stock, p, b)[0], h.loss_and_grads(ours, p, b)[0], rtol=1e-6, atol=0)
+    stock, ours = h.stock_and_size(m, h.settings(weights=weights, norm=True))
+    total_s, items_s, gs_s, gb_s = h.loss_and_grads(stock, p, b)
+    total_o, items_o, gs_o, gb_o = h.loss_and_grads(ours, p, b)
+    torch.testing.assert_close(total_o, total_s, rtol=1e-6, atol=0)
+    for k in items_s:
+        torch.testing.assert_close(items_o[k], items_s[k], rtol=1e-6, atol=0)
+    for g_o, g_s in ((gs_o, gs_s), (gb_o, gb_s)):  # rounding, relative to the largest gradient (sums cancel)
+        torch.testing.assert_close(g_o, g_s, rtol=1e-5, atol=1e-6 * float(g_s.abs().max()))
 
 
 def test_background_anchors_keep_stock_cls_loss():
     # d(loss)/d(score) of a background anchor only comes from its BCE term, normalised by the stock target_scores_sum.
     m = h.model()
     p, b = h.preds(m, 2, IMGSZ), _batch()
-    stock, ours = h.stock_and_size(m, h.settings(weights=(5.0, 3.0, 0.5)))
-    fg = _fg_mask(stock, p, b)
-    gs_s, gs_o = h.loss_and_grads(stock, p, b)[2], h.loss_and_grads(ours, p, b)[2]
-    bg = ~fg.unsqueeze(1).expand_as(gs_s)  # (bs, num_classes, num_anchors)
-    assert bg.any() and torch.equal(gs_s[bg], gs_o[bg])
+    for norm in (False, True):
+        stock, ours = h.stock_and_size(m, h.settings(weights=(5.0, 3.0, 0.5), norm=norm))
+        fg = _fg_mask(stock, p, b)
+        gs_s, gs_o = h.loss_and_grads(stock, p, b)[2], h.loss_and_grads(ours, p, b)[2]
+        bg = ~fg.unsqueeze(1).expand_as(gs_s)  # (bs, num_classes, num_anchors)
+        assert bg.any() and torch.equal(gs_s[bg], gs_o[bg]), f"size_norm={norm}"
 
 
-def test_size_norm_changes_only_the_shared_normaliser_of_background_anchors():
+def test_size_norm_keeps_the_weighted_foreground_score_sum_stock_and_changes_the_balance():
     m = h.model()
     p, b = h.preds(m, 2, IMGSZ), _batch()
-    stock, ours = h.stock_and_size(m, h.settings(weights=(5.0, 3.0, 0.5), norm=True))
-    fg = _fg_mask(stock, p, b)
-    gs_s, gs_o = h.loss_and_grads(stock, p, b)[2], h.loss_and_grads(ours, p, b)[2]
-    bg = ~fg.unsqueeze(1).expand_as(gs_s)
-    ratio = gs_o[bg] / gs_s[bg]
-    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio[0].item()), rtol=1e-5, atol=0)
-    assert ratio[0] != 1  # the weighted normaliser differs from the stock one
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50), norm=True))
+    captured = h.capture_assignment(ours)
+    ours(p, b)
+    _, _, _, target_scores, fg, _ = captured["args"]
+    score = target_scores.sum(-1)
+    w = ours.anchor_weights
+    torch.testing.assert_close((score * w).sum(), score.sum())  # the normaliser's sum is the stock one
+    assert torch.equal(w[~fg], torch.ones_like(w[~fg]))
+    ratios = sorted(set(torch.round(w[fg] / w[fg].min(), decimals=4).tolist()))
+    assert ratios == [1.0, 2.0, 4.0]  # the balance 4 : 2 : 1 between the buckets is kept
 
 
 def test_foreground_gradients_scale_per_anchor_with_its_bucket_weight():
@@ -86,6 +99,40 @@ def test_foreground_gradients_scale_per_anchor_with_its_bucket_weight():
     expected_boxes = gb_s * w.unsqueeze(1)
     torch.testing.assert_close(gs_o, expected_scores, rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(gb_o, expected_boxes, rtol=1e-5, atol=1e-9)
+
+
+TERMS_ITEMS = {"cls": "cls_loss", "box": "box_loss", "dfl": "dfl_loss"}
+
+
+@pytest.mark.parametrize("terms", [("box", "dfl"), ("box",), ("dfl",), ("cls",), ("cls", "dfl")])
+@pytest.mark.parametrize("norm", [False, True])
+def test_terms_not_listed_stay_exactly_stock_and_listed_ones_are_those_of_the_full_rule(terms, norm):
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    weights, thresholds = (4.0, 2.0, 1.0), (32, 50)
+    stock, full = h.stock_and_size(m, h.settings(weights=weights, thresholds=thresholds, norm=norm))
+    part = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=weights, thresholds=thresholds, norm=norm, terms=terms))
+    _, items_s, gs_s, _ = h.loss_and_grads(stock, p, b)
+    _, items_f, _, _ = h.loss_and_grads(full, p, b)
+    _, items_p, gs_p, _ = h.loss_and_grads(part, p, b)
+    for term, item in TERMS_ITEMS.items():
+        expected = items_f[item] if term in terms else items_s[item]
+        assert torch.equal(items_p[item], expected), term
+        if term in terms:
+            assert not torch.equal(items_p[item], items_s[item]), term  # the weights did act on it
+    if "cls" not in terms:  # the classification gradient is the stock one everywhere, foreground included
+        assert torch.equal(gs_p, gs_s)
+
+
+def test_end_to_end_heads_weigh_only_the_listed_terms_in_both_branches():
+    m = h.model("yolo26n.yaml")
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock = E2ELoss(m)
+    box_only = build_criterion(m, h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50), terms=("box",)))
+    _, items_s = stock(p, b)
+    _, items_b = box_only(p, b)  # loss items of the one-to-one branch, as upstream reports them
+    assert torch.equal(items_b["cls_loss"], items_s["cls_loss"]) and not torch.equal(items_b["box_loss"], items_s["box_loss"])
+    assert all(branch.settings.terms == ("box",) for branch in (box_only.one2many, box_only.one2one))
 
 
 def test_area_comes_from_assigned_pixel_boxes_without_stride_factor():
@@ -165,16 +212,41 @@ def _ops(criterion, p, b) -> Counter:
     return Counter(rec.names)
 
 
-@pytest.mark.parametrize("norm", [False, True])
-def test_weighting_adds_no_host_device_sync(norm):
+def _ops_of(unit, criterion, p, b) -> Counter:
+    """The ops that one call of ``unit`` (an attribute of ``criterion``) records inside a criterion call."""
+    names = [n for n, v in vars(criterion).items() if v is unit]
+    recorded = Counter()
+
+    class Recorded(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            with _RecordOps() as rec:
+                out = unit(*args, **kwargs)
+            recorded.update(rec.names)
+            return out
+
+    setattr(criterion, names[0], Recorded())
+    try:
+        criterion(p, b)
+    finally:
+        setattr(criterion, names[0], unit)
+    return recorded
+
+
+@pytest.mark.parametrize("norm, terms", [(False, ("cls", "box", "dfl")), (True, ("cls", "box", "dfl")), (True, ("box",))])
+def test_weighting_adds_no_host_device_sync(norm, terms):
     # Invariant 7, checked on CPU: the size-adaptive loss calls exactly the syncing ops that the stock loss calls
-    # (upstream's own), no more; the recorder does see our weighting (bucketize, scatter_add_).
+    # (upstream's own), no more; the recorder does see our weighting and counting (bucketize, scatter_add_). With one
+    # of box/dfl weighted, BboxLoss runs twice: its syncs count twice, so only the other ops are compared there.
     m = h.model()
     p, b = h.preds(m, 2, IMGSZ), _batch()
-    stock, ours = h.stock_and_size(m, h.settings(norm=norm))
+    stock, ours = h.stock_and_size(m, h.settings(norm=norm, terms=terms))
     stock_ops, our_ops = _ops(stock, p, b), _ops(ours, p, b)
     assert our_ops["bucketize"] >= 1 and our_ops["scatter_add_"] >= 1
-    assert {k: our_ops[k] for k in SYNC_OPS} == {k: stock_ops[k] for k in SYNC_OPS}
+    if len(terms) == 3 or "box" not in terms and "dfl" not in terms:
+        assert {k: our_ops[k] for k in SYNC_OPS} == {k: stock_ops[k] for k in SYNC_OPS}
+    else:
+        bbox_ops = _ops_of(stock.bbox_loss, stock, p, b)
+        assert {k: our_ops[k] for k in SYNC_OPS} == {k: stock_ops[k] + bbox_ops[k] for k in SYNC_OPS}
 
 
 def test_end_to_end_heads_weigh_both_branches():
@@ -190,10 +262,10 @@ def test_end_to_end_heads_weigh_both_branches():
     weighted = criterion(p, b)[0].detach()
     assert torch.isfinite(weighted).all() and not torch.equal(weighted, stock_total)
     for branch in (criterion.one2many, criterion.one2one):
-        assert branch.fg_counts.sum() > 0  # both branches assigned and weighed foreground anchors
+        assert branch.size_counts[POSITIVES].sum() > 0  # both branches assigned and weighed foreground anchors
 
 
-def test_fg_counts_count_foreground_anchors_per_bucket_and_weights_follow_the_rule():
+def test_weights_follow_the_rule_and_positives_are_counted_per_bucket():
     m = h.model()
     p, b = h.preds(m, 2, IMGSZ), _batch()
     stock, ours = h.stock_and_size(m, h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50)))
@@ -202,8 +274,23 @@ def test_fg_counts_count_foreground_anchors_per_bucket_and_weights_follow_the_ru
     assert torch.equal(ours.anchor_weights, anchor_weights(target_bboxes, fg, (32, 50), (4.0, 2.0, 1.0)))
     w = ours.anchor_weights[fg]
     expected = torch.tensor([(w == 4).sum(), (w == 2).sum(), (w == 1).sum()], dtype=torch.float32)
-    assert torch.equal(ours.reset_fg_counts(), expected)
-    assert torch.equal(ours.fg_counts, torch.zeros(3))
+    counts = ours.reset_size_counts()
+    assert torch.equal(counts[POSITIVES], expected)
+    assert torch.equal(counts[OBJECTS], torch.tensor([1.0, 1.0, 1.0]))  # one 20, 40 and 60 px object
+    assert torch.equal(ours.size_counts, torch.zeros(4, 3))
+
+
+def test_a_duplicated_label_is_counted_as_an_object_without_positive_anchors():
+    # Two identical 20x20 px labels: the assigner gives each contested anchor to the gt of highest overlap, the
+    # first of equals, so the duplicate gets no positive. A 40x40 px medium object in the other image gets some.
+    m = h.model()
+    p = h.preds(m, 2, IMGSZ)
+    b = h.batch([[10, 10, 30, 30], [10, 10, 30, 30], [4, 4, 44, 44]], IMGSZ, image_idx=[0, 0, 1])
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings())
+    ours(p, b)
+    objects, unassigned, positives, score = ours.reset_size_counts()
+    assert objects.tolist() == [2.0, 1.0, 0.0] and unassigned.tolist() == [1.0, 0.0, 0.0]
+    assert positives[0] > 0 and positives[1] > 0 and score[0] > 0 and positives[2] == 0
 
 
 def test_original_space_thresholds_must_be_resolved_before_the_loss_is_built():
@@ -220,14 +307,16 @@ def test_weighting_runs_under_cuda_sync_debug_mode_error(norm):
     p, b = h.preds(m, 2, IMGSZ), {k: v.cuda() for k, v in _batch().items()}
     p = {k: (v.cuda() if isinstance(v, torch.Tensor) else [f.cuda() for f in v]) for k, v in p.items()}
     ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(norm=norm))
-    (fg_mask, _, target_bboxes, _, _), *_ = ours.get_assigned_targets_and_loss(p, b)
-    target_scores = torch.rand(*fg_mask.shape, m.nc, device="cuda")
-    pred_scores = torch.randn_like(target_scores)
+    captured = h.capture_assignment(ours)
+    ours.get_assigned_targets_and_loss(p, b)
+    gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx = captured["args"]
+    pred_scores = torch.randn_like(target_scores, dtype=torch.float32)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        ours.weigh(target_bboxes, target_scores, fg_mask)
-        ours.bce(pred_scores, target_scores)
+        ours.weigh(gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx)
+        ours.bce(pred_scores, target_scores.float())
+        ours.reset_size_counts()
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
@@ -248,7 +337,7 @@ def test_one_training_step_per_yolo_family(cfg):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters() if p.requires_grad)
     assert not torch.equal(total.detach(), stock_total)
     parts = [m.criterion] if isinstance(m.criterion, SizeAdaptiveDetectionLoss) else [m.criterion.one2many, m.criterion.one2one]
-    assert all(p.fg_counts.sum() > 0 for p in parts)
+    assert all(p.size_counts[POSITIVES].sum() > 0 for p in parts)
     del m.criterion
 
 

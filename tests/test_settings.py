@@ -30,6 +30,11 @@ BAD = [
     ("size_space", "pixels", "expected one of ['original', 'input']"),
     ("size_norm", "maybe", "expected True or False"),
     ("size_norm", 2, "expected True or False"),
+    ("size_terms", "box,iou", "'iou' is not a term"),
+    ("size_terms", "", "non-empty list of distinct terms"),
+    ("size_terms", [], "non-empty list of distinct terms"),
+    ("size_terms", "box,box", "a term is repeated"),
+    ("size_terms", 3, "expected a comma-separated, non-empty list"),
     ("size_weigths", "2,1.5,1", "Did you mean 'size_weights'?"),
     ("size_treshold", "32,96", "Did you mean 'size_thresholds'?"),
 ]
@@ -64,13 +69,28 @@ def test_size_norm_accepts_booleans_in_yolo_spellings(value, expected):
     assert SizeSettings.from_dict({"size_norm": value}).norm is expected
 
 
+@pytest.mark.parametrize(
+    "value, expected",
+    [("box,dfl", ("box", "dfl")), ("dfl,CLS", ("cls", "dfl")), (["box"], ("box",)), ("[cls, box, dfl]", ("cls", "box", "dfl"))],
+)
+def test_size_terms_accept_command_line_and_list_spellings_in_canonical_order(value, expected):
+    assert SizeSettings.from_dict({"size_terms": value}).terms == expected
+
+
+def test_defaults_are_the_cards_rule():
+    s = SizeSettings.from_dict({})
+    assert (s.weights, s.thresholds, s.space, s.norm, s.terms) == ((2.0, 1.5, 1.0), (32.0, 96.0), "original", False,
+                                                                 ("cls", "box", "dfl"))
+
+
 def test_input_space_resolves_thresholds_at_once_and_original_space_waits_for_the_trainer():
     assert SizeSettings.from_dict({"size_space": "input", "size_thresholds": "10,30"}).input_thresholds == (10.0, 30.0)
     assert SizeSettings.from_dict({}).input_thresholds is None
 
 
 def test_settings_round_trip_through_args():
-    s = SizeSettings.from_dict({"size_weights": "3,2,1", "size_norm": True, "size_input_thresholds": [10.5, 31.5]})
+    s = SizeSettings.from_dict({"size_weights": "3,2,1", "size_norm": True, "size_terms": "box",
+                                "size_input_thresholds": [10.5, 31.5]})
     args = s.as_args()
     assert all(not isinstance(v, tuple) for v in args.values())  # YAML-safe
     assert SizeSettings.from_args(args) == s

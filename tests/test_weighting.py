@@ -1,9 +1,9 @@
-"""The pure weighting rule: hand-computed areas, bucket edges, background anchors, shapes and dtypes."""
+"""The pure weighting rule: hand-computed areas, bucket edges, background anchors, size_norm balance, shapes, dtypes."""
 
 import pytest
 import torch
 
-from size_adaptive.weighting import anchor_weights, box_areas, bucket_counts, size_buckets
+from size_adaptive.weighting import anchor_weights, balance_weights, box_areas, rotated_box_areas, size_buckets
 
 THRESHOLDS, WEIGHTS = (32, 96), (2.0, 1.5, 1.0)
 
@@ -54,11 +54,48 @@ def test_a_small_object_is_small_at_every_stride():
     assert anchor_weights(target_bboxes, torch.ones(1, 3, dtype=torch.bool), THRESHOLDS, WEIGHTS).tolist() == [[2.0] * 3]
 
 
-def test_bucket_counts_count_foreground_anchors_only():
-    target_bboxes = torch.tensor([[_box(10, 10), _box(10, 10), _box(40, 40), _box(100, 100), _box(10, 10)]])
-    fg_mask = torch.tensor([[True, True, True, True, False]])
-    bucket = size_buckets(box_areas(target_bboxes), THRESHOLDS)
-    assert bucket_counts(bucket, fg_mask).tolist() == [2.0, 1.0, 1.0]
+def test_rotated_box_area_is_width_times_height_whatever_the_angle():
+    # xywhr: a 20x50 px box has area 1000 px² (small at 32/96) at every angle; its axis-aligned hull would not.
+    boxes = torch.tensor([[100.0, 100.0, 20.0, 50.0, a] for a in (0.0, 0.3, 0.785, 1.5)] + [[5.0, 5.0, -2.0, 4.0, 0.1]])
+    assert rotated_box_areas(boxes).tolist() == [1000.0] * 4 + [0.0]
+    assert size_buckets(rotated_box_areas(boxes[:4]), THRESHOLDS).tolist() == [0] * 4
+
+
+def _balance_case():
+    # Two images, four anchors each. Foreground: scores 0.5 (weight 2), 0.25 (weight 1.5), 1.0 (weight 1), 0.25 (w 2).
+    fg_mask = torch.tensor([[True, True, False, False], [True, False, True, False]])
+    weights = torch.tensor([[2.0, 1.5, 1.0, 1.0], [1.0, 1.0, 2.0, 1.0]])
+    score = torch.tensor([[0.5, 0.25, 0.0, 0.0], [1.0, 0.0, 0.25, 0.0]])
+    target_scores = torch.zeros(2, 4, 3)
+    target_scores[..., 1] = score  # one class per anchor, as the assigner gives
+    return weights, fg_mask, target_scores, score
+
+
+def test_size_norm_keeps_the_stock_target_score_sum_and_background_weights():
+    weights, fg_mask, target_scores, score = _balance_case()
+    w = balance_weights(weights, fg_mask, target_scores)
+    # stock sum 0.5 + 0.25 + 1 + 0.25 = 2.0; weighted 0.5*2 + 0.25*1.5 + 1*1 + 0.25*2 = 2.875; scale 2 / 2.875
+    scale = 2.0 / 2.875
+    expected = torch.tensor([[2 * scale, 1.5 * scale, 1.0, 1.0], [1 * scale, 1.0, 2 * scale, 1.0]])
+    torch.testing.assert_close(w, expected)
+    torch.testing.assert_close((score * w).sum(), score.sum())
+    assert torch.equal(w[~fg_mask], torch.ones(4))  # background anchors are not rescaled
+
+
+def test_size_norm_turns_equal_weights_into_ones():
+    _, fg_mask, target_scores, _ = _balance_case()
+    for c in (0.5, 3.0, 1.7):
+        w = balance_weights(torch.where(fg_mask, c, 1.0), fg_mask, target_scores)
+        torch.testing.assert_close(w, torch.ones(2, 4), rtol=1e-6, atol=0)
+
+
+def test_size_norm_leaves_a_batch_without_foreground_scores_alone():
+    weights, fg_mask, target_scores, _ = _balance_case()
+    no_fg = torch.zeros_like(fg_mask)
+    assert torch.equal(balance_weights(torch.ones(2, 4), no_fg, torch.zeros(2, 4, 3)), torch.ones(2, 4))
+    # foreground anchors whose target scores are all 0 (no aligned prediction yet): weights stay as they are
+    w = balance_weights(weights, fg_mask, torch.zeros_like(target_scores))
+    assert torch.equal(w, weights) and torch.isfinite(w).all()
 
 
 def test_weights_follow_the_device_of_the_boxes():

@@ -1,0 +1,106 @@
+"""Assignment diagnostics per size bucket: which ground-truth objects get positive anchors, how many, how strongly.
+
+No weight can help an object that the assigner gives no positive anchor: it receives no gradient at all. These counts
+say, per size bucket, how many objects got none, how many positives the others got, and the mean target score (the
+assigner's soft label, which also weighs the box and DFL terms) of those positives.
+
+Pure tensor functions; this module does not import Ultralytics. Counting runs on the device at every loss call
+without a host sync; the (4, 3) counts are read once per epoch.
+
+Shapes and units (Ultralytics names):
+    bs, n_max_boxes, num_anchors, num_classes
+    gt_bucket      (bs, n_max_boxes) size bucket of each ground-truth box (padding rows: any)
+    mask_gt        (bs, n_max_boxes, 1) 1 for real ground-truth boxes, 0 for padding
+    anchor_bucket  (bs, num_anchors) size bucket of each anchor's assigned box
+    fg_mask        (bs, num_anchors) bool
+    target_gt_idx  (bs, num_anchors) index of each anchor's assigned box in its image (any value on background)
+    target_scores  (bs, num_anchors, num_classes)
+    counts         (4, 3): rows ``OBJECTS``, ``UNASSIGNED``, ``POSITIVES``, ``SCORE``; columns small, medium, large
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from .weighting import BUCKET_NAMES
+
+OBJECTS, UNASSIGNED, POSITIVES, SCORE = range(4)  # rows of the counts
+
+FG_COLUMNS = tuple(f"size/fg_{b}" for b in BUCKET_NAMES)
+ASSIGNMENT_COLUMNS = tuple(
+    f"size/{what}_{b}" for what in ("unassigned", "pos_per_gt", "score") for b in BUCKET_NAMES
+)
+DIAGNOSTIC_COLUMNS = (*FG_COLUMNS, "size/mean_fg_weight", *ASSIGNMENT_COLUMNS)
+
+
+def new_counts(device=None) -> torch.Tensor:
+    """Zero (4, 3) float32 counts."""
+    return torch.zeros(4, 3, device=device)
+
+
+def assignment_counts(
+    gt_bucket: torch.Tensor,
+    mask_gt: torch.Tensor,
+    anchor_bucket: torch.Tensor,
+    fg_mask: torch.Tensor,
+    target_gt_idx: torch.Tensor,
+    target_scores: torch.Tensor,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Add one assignment's counts per size bucket to ``out`` (in place, no host sync) and return it.
+
+    Rows: ``OBJECTS`` ground-truth objects; ``UNASSIGNED`` those with no positive anchor; ``POSITIVES`` positive
+    anchors, counted in their object's bucket; ``SCORE`` the sum of the positives' target scores.
+    """
+    counts = new_counts(fg_mask.device) if out is None else out
+    fg = fg_mask.to(counts.dtype)  # (bs, num_anchors)
+    score = target_scores.sum(-1, dtype=counts.dtype) * fg  # (bs, num_anchors)
+    counts[SCORE].scatter_add_(0, anchor_bucket.flatten(), score.flatten())
+    bs, n_max_boxes = gt_bucket.shape
+    if n_max_boxes == 0:  # a static shape, not a value: no sync
+        return counts
+    real = mask_gt.reshape(bs, n_max_boxes).to(counts.dtype)  # (bs, n_max_boxes)
+    pos = torch.zeros_like(real).scatter_add_(1, target_gt_idx.long(), fg)  # (bs, n_max_boxes) positives per object
+    gt_bucket = gt_bucket.flatten()
+    counts[OBJECTS].scatter_add_(0, gt_bucket, real.flatten())
+    counts[UNASSIGNED].scatter_add_(0, gt_bucket, (real * (pos == 0)).flatten())
+    counts[POSITIVES].scatter_add_(0, gt_bucket, (pos * real).flatten())
+    return counts
+
+
+def diagnostics(counts: torch.Tensor, weights: Sequence[float] | None = None) -> dict[str, float]:
+    """The ``size/*`` columns from an epoch's counts; a ratio over an empty bucket is NaN.
+
+    ``size/fg_*`` are the shares of the positive anchors per bucket, ``size/mean_fg_weight`` their mean bucket weight
+    (omitted without ``weights``), ``size/unassigned_*`` the share of objects without a positive, ``size/pos_per_gt_*``
+    the mean positives per object and ``size/score_*`` the mean target score of the positives.
+    """
+    objects, unassigned, positives, score = counts.detach().double().cpu().tolist()
+    n = max(sum(positives), 1.0)
+    out = {c: p / n for c, p in zip(FG_COLUMNS, positives)}
+    if weights is not None:
+        out["size/mean_fg_weight"] = sum(p * w for p, w in zip(positives, weights)) / n
+    ratio = lambda a, b: a / b if b > 0 else math.nan  # noqa: E731
+    for what, num, den in (("unassigned", unassigned, objects), ("pos_per_gt", positives, objects),
+                           ("score", score, positives)):
+        out.update({f"size/{what}_{b}": ratio(a, c) for b, a, c in zip(BUCKET_NAMES, num, den)})
+    return out
+
+
+def describe(values: dict[str, float]) -> str:
+    """One log line: positives, unassigned objects, positives per object and target score, small/medium/large."""
+
+    def row(what: str, fmt: str, scale: float = 1.0) -> str:
+        xs = [values.get(f"size/{what}_{b}", math.nan) for b in BUCKET_NAMES]
+        return "/".join("n/a" if math.isnan(x) else format(x * scale, fmt) for x in xs)
+
+    weight = values.get("size/mean_fg_weight")
+    line = f"small/medium/large: positives {row('fg', '.1f', 100)}%"
+    line += f" (mean weight {weight:.3f})" if weight is not None else ""
+    return (
+        f"{line}; objects without a positive {row('unassigned', '.1f', 100)}%; positives per object "
+        f"{row('pos_per_gt', '.1f')}; mean target score {row('score', '.2f')}"
+    )

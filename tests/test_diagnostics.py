@@ -1,0 +1,122 @@
+"""Assignment diagnostics from hand-built assignments: known counts give known shares, no host sync needed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import helpers as h
+from size_adaptive.diagnostics import (
+    DIAGNOSTIC_COLUMNS,
+    OBJECTS,
+    POSITIVES,
+    SCORE,
+    UNASSIGNED,
+    assignment_counts,
+    describe,
+    diagnostics,
+)
+from size_adaptive.loss import SizeAdaptiveDetectionLoss
+
+
+def _assignment():
+    """One image, three gt slots: a small object with 3 positives, a medium one with none, one padding row.
+
+    Six anchors: 0-2 assigned to gt 0 with target scores 0.2, 0.3, 0.1; 3-5 background (target_gt_idx 0 there,
+    as the assigner leaves it).
+    """
+    gt_bucket = torch.tensor([[0, 1, 2]])  # (bs, n_max_boxes); the padding row's bucket must not matter
+    mask_gt = torch.tensor([[[1.0], [1.0], [0.0]]])  # (bs, n_max_boxes, 1)
+    fg_mask = torch.tensor([[True, True, True, False, False, False]])
+    anchor_bucket = torch.tensor([[0, 0, 0, 2, 2, 2]])  # background anchors' buckets must not matter either
+    target_gt_idx = torch.zeros(1, 6, dtype=torch.long)
+    target_scores = torch.zeros(1, 6, 4)
+    target_scores[0, :3, 2] = torch.tensor([0.2, 0.3, 0.1])
+    return gt_bucket, mask_gt, anchor_bucket, fg_mask, target_gt_idx, target_scores
+
+
+def test_known_assignment_gives_known_counts():
+    counts = assignment_counts(*_assignment())
+    assert counts[OBJECTS].tolist() == [1.0, 1.0, 0.0]
+    assert counts[UNASSIGNED].tolist() == [0.0, 1.0, 0.0]  # the medium object got no positive
+    assert counts[POSITIVES].tolist() == [3.0, 0.0, 0.0]
+    torch.testing.assert_close(counts[SCORE], torch.tensor([0.6, 0.0, 0.0]))
+
+
+def test_counts_accumulate_in_place_over_calls():
+    out = torch.zeros(4, 3)
+    for _ in range(3):
+        assert assignment_counts(*_assignment(), out=out) is out
+    assert out[OBJECTS].tolist() == [3.0, 3.0, 0.0] and out[POSITIVES].tolist() == [9.0, 0.0, 0.0]
+
+
+def test_batch_without_ground_truth_counts_nothing():
+    gt_bucket, mask_gt = torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, 1)
+    fg_mask = torch.zeros(2, 6, dtype=torch.bool)
+    target_gt_idx = torch.zeros(2, 6)  # float: the assigner's own early return for n_max_boxes == 0
+    counts = assignment_counts(gt_bucket, mask_gt, torch.zeros(2, 6, dtype=torch.long), fg_mask, target_gt_idx,
+                               torch.zeros(2, 6, 4))
+    assert torch.equal(counts, torch.zeros(4, 3))
+
+
+def test_columns_are_shares_means_and_nan_for_empty_buckets():
+    counts = torch.tensor([
+        [4.0, 2.0, 0.0],  # objects
+        [1.0, 0.0, 0.0],  # unassigned
+        [6.0, 3.0, 0.0],  # positives
+        [1.2, 1.5, 0.0],  # target-score sums
+    ])
+    values = diagnostics(counts, weights=(2.0, 1.5, 1.0))
+    assert list(values) == list(DIAGNOSTIC_COLUMNS)
+    # shares 6/9, 3/9, 0; mean weight (6*2 + 3*1.5) / 9 = 16.5 / 9; 1 of 4 small objects unassigned; 6/4 and 3/2
+    # positives per object; mean scores 1.2/6 and 1.5/3; the large bucket is empty: NaN, not 0.
+    assert values["size/fg_small"] == pytest.approx(6 / 9) and values["size/fg_large"] == 0
+    assert values["size/mean_fg_weight"] == pytest.approx(16.5 / 9)
+    assert values["size/unassigned_small"] == 0.25 and values["size/unassigned_medium"] == 0
+    assert values["size/pos_per_gt_small"] == 1.5 and values["size/pos_per_gt_medium"] == 1.5
+    assert values["size/score_small"] == pytest.approx(0.2) and values["size/score_medium"] == pytest.approx(0.5)
+    assert all(math.isnan(values[f"size/{w}_large"]) for w in ("unassigned", "pos_per_gt", "score"))
+    assert "size/mean_fg_weight" not in diagnostics(counts)  # a stock run has no weights
+
+
+def test_log_line_reads_na_for_empty_buckets():
+    counts = torch.tensor([[4.0, 2.0, 0.0], [1.0, 0.0, 0.0], [6.0, 3.0, 0.0], [1.2, 1.5, 0.0]])
+    line = describe(diagnostics(counts, weights=(2.0, 1.5, 1.0)))
+    assert line == ("small/medium/large: positives 66.7/33.3/0.0% (mean weight 1.833); objects without a positive "
+                    "25.0/0.0/n/a%; positives per object 1.5/1.5/n/a; mean target score 0.20/0.50/n/a")
+
+
+def test_loss_counts_every_labelled_object_once_per_call():
+    # A real assignment at imgsz 64 with thresholds 32/50 px: a 20 px (small), a 40 px (medium) and a 60 px (large)
+    # object; each gets positives, and their positives add up to the assigner's foreground.
+    m = h.model()
+    p = h.preds(m, 2, 64)
+    b = h.batch([[10, 10, 30, 30], [4, 4, 44, 44], [2, 2, 62, 62]], 64, image_idx=[0, 1, 1])
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(thresholds=(32, 50)))
+    captured = h.capture_assignment(ours)
+    ours(p, b)
+    fg_mask = captured["args"][4]
+    counts = ours.size_counts
+    assert counts[OBJECTS].tolist() == [1.0, 1.0, 1.0] and counts[UNASSIGNED].sum() == 0
+    assert counts[POSITIVES].sum() == fg_mask.sum() and (counts[POSITIVES] > 0).all()
+
+
+def test_stock_assigner_gives_a_tiny_object_positives():
+    # Ultralytics 8.4.190 enlarges boxes with a side under stride_val (16 px) to 16 px when it picks candidate
+    # anchors, so a 2x2 px object still has anchor centres inside: it is not left out for lack of one.
+    m = h.model()
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings())
+    ours(h.preds(m, 1, 64), h.batch([[31, 31, 33, 33]], 64))
+    assert ours.size_counts[OBJECTS, 0] == 1 and ours.size_counts[UNASSIGNED, 0] == 0
+    assert ours.size_counts[POSITIVES, 0] >= 1
+
+
+def test_a_box_whose_candidate_region_holds_no_anchor_centre_gets_no_positive():
+    # At imgsz 64 the anchor centres lie at 4..60 px (stride 8), 8..56 (16) and 16, 48 (32). A 4x4 px box at
+    # (70, 70) is enlarged by the assigner to 16x16 px, (64, 64)-(80, 80): no centre inside, so no positive.
+    m = h.model()
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings())
+    ours(h.preds(m, 1, 64), h.batch([[70, 70, 74, 74], [10, 10, 30, 30]], 64))
+    assert ours.size_counts[OBJECTS, 0] == 2 and ours.size_counts[UNASSIGNED, 0] == 1
