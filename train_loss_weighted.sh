@@ -4,6 +4,7 @@
 #   sh train_loss_weighted.sh                          # demo data, YOLO12n, on whatever device is there
 #   MODEL=yolo12s.yaml DATA=cfg/VisDrone.yaml EPOCHS=300 DEVICE=0 sh train_loss_weighted.sh
 #   sh train_loss_weighted.sh DATA=cfg/VisDrone.yaml DEVICE=0,1 size_weights=3,2,1 cos_lr=True
+#   sh train_loss_weighted.sh MODEL=yolo11n-obb.yaml   # segment, pose, OBB: the demo data of the model's task
 #
 # Settings come from environment variables or from NAME=value arguments (MODEL, DATA, EPOCHS, IMGSZ, BATCH, DEVICE);
 # every other key=value argument (any `yolo train` key, the size_* keys) is passed through to `yolo-sa train`.
@@ -20,9 +21,16 @@ for arg in "$@"; do
 done
 
 MODEL=${MODEL:-yolo12n.yaml}
-DATA=${DATA:-demo}
+case "$MODEL" in  # without DATA: the demo data of the model's task (Ultralytics' name suffixes)
+    *-seg.*) demo=demo-seg ;;
+    *-pose.*) demo=demo-pose ;;
+    *-obb.*) demo=demo-obb ;;
+    *) demo=demo ;;
+esac
+DATA=${DATA:-$demo}
 recipe=""
-if [ "$DATA" = demo ]; then
+case "$DATA" in demo|demo-seg|demo-pose|demo-obb) is_demo=1 ;; *) is_demo="" ;; esac
+if [ -n "$is_demo" ]; then
     # A short schedule that learns on 64 images within minutes on a CPU: an optimizer step every batch (nbs=BATCH)
     # and one warm-up epoch. Override any of them with NAME=value or key=value arguments.
     EPOCHS=${EPOCHS:-40}

@@ -1,7 +1,8 @@
 """Size-adaptive loss weighting for Ultralytics YOLO: small objects weigh more in the detection loss.
 
 The rule lives in :mod:`size_adaptive.weighting`; :class:`SizeAdaptiveDetectionLoss` applies it inside Ultralytics'
-``v8DetectionLoss`` and :class:`SizeAdaptiveTrainer` installs it on the stock ``DetectionTrainer``.
+``v8DetectionLoss`` (and its siblings in :mod:`size_adaptive.loss` inside the segment, pose and OBB losses), and
+:class:`SizeAdaptiveTrainer` installs it on the stock ``DetectionTrainer`` (its siblings on the task trainers).
 """
 
 from ._compat import check_ultralytics_version
@@ -11,7 +12,12 @@ check_ultralytics_version()
 from .loss import SizeAdaptiveDetectionLoss, build_criterion  # noqa: E402
 from .model import YOLO  # noqa: E402
 from .settings import SizeSettings  # noqa: E402
-from .trainer import SizeAdaptiveTrainer  # noqa: E402
+from .trainer import (  # noqa: E402
+    SizeAdaptiveOBBTrainer,
+    SizeAdaptivePoseTrainer,
+    SizeAdaptiveSegmentationTrainer,
+    SizeAdaptiveTrainer,
+)
 from .validator import SizeAdaptiveValidator  # noqa: E402
 from .weighting import anchor_weights  # noqa: E402
 
@@ -19,6 +25,9 @@ __version__ = "0.1.0"
 __all__ = [
     "YOLO",
     "SizeAdaptiveDetectionLoss",
+    "SizeAdaptiveOBBTrainer",
+    "SizeAdaptivePoseTrainer",
+    "SizeAdaptiveSegmentationTrainer",
     "SizeAdaptiveTrainer",
     "SizeAdaptiveValidator",
     "SizeSettings",

@@ -1,8 +1,10 @@
 """``yolo-sa``: the ``yolo`` command with the size-adaptive loss.
 
 ``yolo-sa train model=yolo12n.yaml data=VisDrone.yaml epochs=300 size_weights=2,1.5,1``: every ``yolo`` argument works
-as in ``yolo`` (this runs Ultralytics' own CLI entrypoint), plus the ``size_*`` keys and ``data=demo``. ``val``,
-``predict`` and ``export`` behave as in ``yolo``; ``val`` also reports mAP small/medium/large.
+as in ``yolo`` (this runs Ultralytics' own CLI entrypoint), plus the ``size_*`` keys and the demo data keywords
+(``data=demo``, ``demo-seg``, ``demo-pose``, ``demo-obb``). Detect, segment, pose and OBB models train with the
+size-adaptive loss; other tasks are refused by name. ``val``, ``predict`` and ``export`` behave as in ``yolo``; ``val``
+also reports mAP small/medium/large (detect).
 """
 
 from __future__ import annotations
@@ -25,21 +27,31 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
 
     yolo-sa train model=yolo12n.yaml data=VisDrone.yaml epochs=300 imgsz=640 size_weights=2,1.5,1
     yolo-sa train data=demo epochs=40 imgsz=256 nbs=16 # built-in synthetic small-object data
+    yolo-sa train model=yolo11n-seg.yaml data=demo-seg size_terms=box,dfl   # also -pose/demo-pose, -obb/demo-obb
     yolo-sa val model=runs/detect/train/weights/best.pt data=demo
     yolo-sa train resume model=runs/detect/train/weights/last.pt
-    yolo-sa compare model=yolo11n.yaml data=demo epochs=30 imgsz=320 seeds=3 arms=stock,size,uniform,size_norm
+    yolo-sa compare model=yolo11n.yaml data=demo epochs=40 imgsz=256 seeds=3 arms=cfg/study.yaml name=study
 
-  Without model= or data=, 'yolo-sa train' uses model=yolo12n.yaml and data=demo.
+  Without model= or data=, 'yolo-sa train' uses model=yolo12n.yaml and the demo data of the model's task.
 
   Size-adaptive settings (train):
     size_weights=2,1.5,1       loss weights of small, medium and large objects, each > 0
     size_thresholds=32,96      small/medium and medium/large edges, as box side lengths in px
     size_space=original        'original': thresholds in original-image px (the COCO definition of mAP_small),
                                converted once to network-input px; 'input': network-input px as given
-    size_norm=False            True: divide by the weighted target-score sum, keeping stock loss scale
+    size_norm=False            True: per batch, rescale the foreground weights so that their target-score-
+                               weighted sum is the stock one (only the balance between objects changes);
+                               background anchors and normalisers stay stock
+    size_terms=cls,box,dfl     loss terms that carry the weights (OBB's angle term follows box); the others
+                               stay exactly stock
 
-  compare (see size_adaptive/compare.py): trains the arms stock, size, uniform (and size_norm) over seeds=N
-  with the same training keys, reuses finished runs, writes comparison.md/.png/.json to project/name.
+  compare (see size_adaptive/compare.py): trains every arm over seeds with the shared training keys and reports
+  each arm's per-seed paired difference to the first arm (the baseline) with its 95 % confidence interval.
+    arms=stock,size,uniform    built-in arms (stock always included, first; also size_norm), or
+    arms=arms.yaml             arm name -> its own keys: size_* keys, any 'yolo' train key, trainer: stock|size
+    seeds=3                    number of seeds (0..N-1), or the seeds, e.g. seeds=0,5,9
+    last_epochs=5              each run's numbers are its mean over its last N validated epochs
+  Reuses finished runs; writes comparison.md/.png/.json to project/name (default runs/compare/compare).
 
   The stock 'yolo' help follows.
 """
@@ -73,18 +85,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _compare(args: list[str]) -> int:
     """``yolo-sa compare``: parse and check everything first (usage errors exit 2), then train the arms."""
-    from ultralytics.cfg import check_dict_alignment, merge_equals_args, parse_key_value_pair
+    from ultralytics.cfg import (
+        check_dict_alignment,
+        merge_equals_args,
+        parse_key_value_pair,
+    )
 
-    from .compare import DEFAULT_ARMS, check_args, compare
+    from .compare import DEFAULT_ARMS, DEFAULT_LAST_EPOCHS, check_args, compare
 
     try:
         words = [a for a in merge_equals_args(args) if "=" not in a and a != "compare"]
         if words:
             raise ValueError(f"compare: expected key=value arguments after 'compare'; got {words}")
         kv = dict(parse_key_value_pair(a) for a in merge_equals_args(args) if "=" in a)
-        check_dict_alignment({**DEFAULT_CFG_DICT, **DEFAULTS, "seeds": 3, "arms": ",".join(DEFAULT_ARMS)}, kv)
+        compare_keys = {"seeds": 3, "arms": ",".join(DEFAULT_ARMS), "last_epochs": DEFAULT_LAST_EPOCHS}
+        check_dict_alignment({**DEFAULT_CFG_DICT, **DEFAULTS, **compare_keys}, kv)
         kv = {**DEFAULT_TRAIN, **kv}
-        check_args(**{k: v for k, v in kv.items() if k not in ("model", "data", "project", "name")})
+        check_args(**kv)  # every arm and key, before anything trains or is created
     except (ValueError, SyntaxError) as e:
         print(f"yolo-sa: error: {e}".rstrip(), file=sys.stderr)
         return 2
@@ -93,8 +110,10 @@ def _compare(args: list[str]) -> int:
 
 
 def _is_usage_error(e: Exception) -> bool:
-    """Errors that name a bad argument: ours (a size key, the demo size) and Ultralytics' key/value checks."""
-    return isinstance(e, SyntaxError) or str(e).startswith(("size_", "'size_", "YOLO_SA_DEMO_SIZE:", "cfg:"))
+    """Errors that name a bad argument: ours (a size key, the demo size, the task, demo data of another task) and
+    Ultralytics' key/value checks."""
+    return isinstance(e, SyntaxError) or str(e).startswith(
+        ("size_", "'size_", "YOLO_SA_DEMO_SIZE:", "cfg:", "task:", "data:"))
 
 
 def _key_values(args: list[str]) -> dict[str, str]:
@@ -104,8 +123,8 @@ def _key_values(args: list[str]) -> dict[str, str]:
 
 
 def _with_train_defaults(args: list[str]) -> list[str]:
-    """``yolo-sa train`` without model=/data= trains yolo12n.yaml on the demo data, and ``resume=last.pt`` resumes that
-    checkpoint: no download of Ultralytics' default model and data."""
+    """``yolo-sa train`` without model=/data= trains yolo12n.yaml on the demo data of the model's task, and
+    ``resume=last.pt`` resumes that checkpoint: no download of Ultralytics' default model and data."""
     if "train" not in args:
         return args
     given = _key_values(args)
@@ -114,6 +133,17 @@ def _with_train_defaults(args: list[str]) -> list[str]:
         return args + [f"model={resume}"]  # resume=last.pt: its model, not a download of yolo26n.pt
     resuming = "resume" in args or resume.lower() == "true"
     missing = {k: v for k, v in DEFAULT_TRAIN.items() if k not in given and not resuming}
+    if "data" in missing:  # the demo data of the model's task: demo-seg for a -seg model, ...
+        from ultralytics.nn.tasks import guess_model_task
+
+        from .demo import DEMO_TASKS
+
+        task = given.get("task") or guess_model_task(given.get("model", DEFAULT_TRAIN["model"]))
+        keyword = next((k for k, t in DEMO_TASKS.items() if t == task), None)
+        if keyword is None:  # a task without boxes: refused by YOLO.train, with the task named
+            del missing["data"]
+        else:
+            missing["data"] = keyword
     for k, v in missing.items():
         LOGGER.warning(f"'{k}' argument is missing. Using 'yolo-sa' default '{k}={v}'.")
     return args + [f"{k}={v}" for k, v in missing.items()]

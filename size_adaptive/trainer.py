@@ -1,69 +1,82 @@
-"""``SizeAdaptiveTrainer``: the stock ``DetectionTrainer`` with the size-adaptive loss installed.
+"""The size-adaptive trainers: Ultralytics' task trainers with the size-adaptive loss installed.
 
-Everything but the loss is stock Ultralytics 8.4.190: TaskAlignedAssigner, BCE, CIoU + DFL, EMA, AMP, mosaic closed for
-the last ``close_mosaic`` epochs, ``resume``, DDP. The model stays a stock ``DetectionModel`` (the criterion is set
-on the instance and stripped by ``BaseTrainer.save_model``), so checkpoints load without this package.
+Everything but the loss is stock Ultralytics 8.4.190: the task's assigner, BCE, box terms, mask and keypoint terms, EMA,
+AMP, mosaic closed for the last ``close_mosaic`` epochs, ``resume``, DDP. The model stays a stock task model (the
+criterion is set on the instance and stripped by ``BaseTrainer.save_model``), so checkpoints load without this package.
+
+``SizeAdaptiveTraining`` holds what every task shares; ``SizeAdaptiveTrainer`` (detect),
+``SizeAdaptiveSegmentationTrainer``, ``SizeAdaptivePoseTrainer`` and ``SizeAdaptiveOBBTrainer`` put it in front of
+the task's own trainer.
 """
 
 from __future__ import annotations
 
+import csv
 import statistics
 from dataclasses import replace
 
-import torch
 from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
+from ultralytics.models.yolo.pose import PoseTrainer, PoseValidator
+from ultralytics.models.yolo.segment import SegmentationTrainer, SegmentationValidator
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML, colorstr
-from ultralytics.utils.loss import E2ELoss
+from ultralytics.utils.loss import E2ELoss, v8OBBLoss
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .demo import resolve_data
-from .loss import build_criterion, size_losses
+from .demo import DEMO_TASKS, resolve_data
+from .diagnostics import DIAGNOSTIC_COLUMNS, assignment_counts, describe, diagnostics, new_counts
+from .loss import AfterAssign, build_criterion, counted_loss, size_losses
 from .settings import KEYS, SizeSettings, split_size_keys
 from .validator import SizeAdaptiveValidator
-from .weighting import BUCKET_NAMES
+from .weighting import BUCKET_NAMES, box_areas, rotated_box_areas, size_buckets
 
 PREFIX = colorstr("size_adaptive:")
-DIAGNOSTIC_COLUMNS = ("size/fg_small", "size/fg_medium", "size/fg_large", "size/mean_fg_weight")
+DIAGNOSTICS_FILE = "size_diagnostics.csv"  # a stock run's assignment diagnostics (``observe_assignment``)
 
 
-class SizeAdaptiveTrainer(DetectionTrainer):
-    """A ``DetectionTrainer`` that reads the ``size_*`` settings and trains with ``SizeAdaptiveDetectionLoss``.
+class SizeAdaptiveTraining:
+    """Mixin for an Ultralytics task trainer: reads the ``size_*`` settings and trains with the size-adaptive loss.
 
     Args:
         cfg: base configuration, as for ``DetectionTrainer``; may hold ``size_*`` keys.
-        overrides: Ultralytics keys plus the ``size_*`` keys; ``data="demo"`` selects the built-in demo data.
+        overrides: Ultralytics keys plus the ``size_*`` keys; ``data="demo"`` (``demo-seg``, ...) selects demo data.
         _callbacks: as for ``DetectionTrainer``.
 
     Raises:
         ValueError: a ``size_*`` setting is invalid, before any run folder is created.
-
-    Example:
-        >>> from ultralytics import YOLO
-        >>> YOLO("yolo11n.yaml").train(trainer=SizeAdaptiveTrainer, data="demo", epochs=1, size_weights=[2, 1.5, 1])
     """
+
+    task = "detect"  # the Ultralytics task of the trainer this mixin is put in front of
+    validator_class = None  # the task's validator (``get_validator``)
+    per_size_map = False  # Ultralytics' COCO evaluation gives mAP small/medium/large for this task (detect only)
 
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks: dict | None = None):
         base_size, base = split_size_keys(cfg2dict(cfg))
         size, overrides = split_size_keys(dict(overrides or {}))
         settings = SizeSettings.from_dict({**base_size, **size})  # raises before anything is written
         if "data" in overrides:
+            check_demo_task(overrides["data"], self.task)
             overrides["data"] = resolve_data(overrides["data"])
         # The size keys join the *base* config so that get_cfg's key check accepts them and they reach args.yaml,
         # checkpoints ('train_args') and DDP workers (which rebuild the trainer from vars(args)) like stock keys.
-        # save_json turns on Ultralytics' own COCO evaluation, which gives mAP small/medium/large per epoch.
-        super().__init__({**base, "save_json": True, **settings.as_args()}, overrides, _callbacks)
+        # save_json turns on Ultralytics' own COCO evaluation, which gives mAP small/medium/large per epoch (detect).
+        base = {**base, "save_json": True} if self.per_size_map else base
+        super().__init__({**base, **settings.as_args()}, overrides, _callbacks)
         if self.resume:
             settings = self._settings_on_resume(settings, size)
         self.size_settings = settings
 
     def _settings_on_resume(self, requested: SizeSettings, given: dict) -> SizeSettings:
         """A resumed run keeps the settings (and resolved thresholds) of its checkpoint, as stock keys do."""
-        if not any(k in vars(self.args) for k in KEYS):  # a stock checkpoint: nothing recorded
+        recorded_keys = [k for k in KEYS if k in vars(self.args)]
+        if not recorded_keys:  # a stock checkpoint: nothing recorded
             LOGGER.warning(f"{PREFIX} resuming a checkpoint without size settings; using {requested.describe()}")
             vars(self.args).update(requested.as_args())
             return requested
-        recorded = SizeSettings.from_args(self.args)
+        # Keys added after the checkpoint was written (e.g. size_terms) take their defaults.
+        recorded = SizeSettings.from_dict({k: vars(self.args)[k] for k in recorded_keys})
+        vars(self.args).update(recorded.as_args())
         wanted, kept = SizeSettings.from_dict(given).as_args(), recorded.as_args()
         ignored = [k for k in given if wanted[k] != kept[k]]
         if ignored:
@@ -81,7 +94,7 @@ class SizeAdaptiveTrainer(DetectionTrainer):
         self.size_settings = self._resolve_input_thresholds(self.size_settings)
         for model in (unwrap_model(self.model), self.ema.ema):
             _install_criterion(model, self.size_settings)
-        if self.metrics is not None and self.args.save_json:
+        if self.per_size_map and self.metrics is not None and self.args.save_json:
             # results.csv takes its header from the first row. Epochs that are not validated (val=False) carry the
             # metrics dict built here, which lacks the per-size keys that a validation adds after mAP50-95: give
             # them their place now, or the validated rows' columns would shift.
@@ -94,10 +107,7 @@ class SizeAdaptiveTrainer(DetectionTrainer):
         """Convert original-image thresholds to network-input px once, with the train set's median resize factor."""
         note = ""
         if settings.input_thresholds is None:
-            labels = self.train_loader.dataset.labels
-            factor = statistics.median(self.args.imgsz / max(lb["shape"]) for lb in labels)
-            settings = replace(settings, input_thresholds=tuple(t * factor for t in settings.thresholds))
-            note = f" (median resize factor {factor:.3f} over {len(labels)} train images)"
+            settings, note = resolve_thresholds(settings, self.train_loader.dataset.labels, self.args.imgsz)
         elif self.resume:
             note = " (from the checkpoint)"
         self.args.size_input_thresholds = list(settings.input_thresholds)
@@ -107,36 +117,42 @@ class SizeAdaptiveTrainer(DetectionTrainer):
         return settings
 
     def get_validator(self):
-        """As ``DetectionTrainer.get_validator`` (8.4.190), with the validator that reports mAP per size.
+        """As the task trainer's ``get_validator`` (8.4.190), with args that hold no ``size_*`` keys.
 
-        The validator re-checks its args against Ultralytics' keys (``get_cfg``), so it gets them without ours.
+        The validator re-checks its args against Ultralytics' keys (``get_cfg``). Detect gets the validator that
+        reports mAP per size.
         """
         args = split_size_keys(vars(self.args))[1]
-        return SizeAdaptiveValidator(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
+        return self.validator_class(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
 
     def save_metrics(self, metrics):
         """Add the epoch's size diagnostics to the ``results.csv`` row (``BaseTrainer.save_metrics``, 8.4.190)."""
-        diagnostics = self.size_diagnostics()
-        LOGGER.info(
-            f"{PREFIX} foreground anchors small {diagnostics['size/fg_small']:.1%}, medium "
-            f"{diagnostics['size/fg_medium']:.1%}, large {diagnostics['size/fg_large']:.1%}; mean weight "
-            f"{diagnostics['size/mean_fg_weight']:.3f}"
-        )
-        super().save_metrics({**metrics, **diagnostics})
+        values = self.size_diagnostics()
+        end2end = isinstance(getattr(unwrap_model(self.model), "criterion", None), E2ELoss)
+        LOGGER.info(f"{PREFIX} {describe(values)}" + (" (one-to-many branch)" if end2end else ""))
+        super().save_metrics({**metrics, **values})
 
     def size_diagnostics(self) -> dict[str, float]:
-        """Shares of foreground anchors per size bucket and their mean bucket weight since the last call (then reset).
+        """The ``size/*`` diagnostics of the assignments since the last call (then reset), see ``diagnostics``.
 
         The mean weight is that of the buckets (``size_weights``), before any ``size_norm`` scaling. End-to-end models
-        count the anchors of both branches. Under DDP each rank counts its own batches; rank 0's are reported.
+        report their one-to-many branch. Under DDP each rank counts its own batches; rank 0's are reported.
         """
         criterion = getattr(unwrap_model(self.model), "criterion", None)
-        counts = [loss.reset_fg_counts().cpu() for loss in size_losses(criterion)]
-        counts = sum(counts) if counts else torch.zeros(3)
-        n = max(float(counts.sum()), 1.0)
-        shares = (counts / n).tolist()
-        mean_weight = float(counts @ torch.tensor(self.size_settings.weights)) / n
-        return dict(zip(DIAGNOSTIC_COLUMNS, (*shares, mean_weight)))
+        counted = counted_loss(criterion)
+        counts = counted.size_counts.cpu() if counted is not None else None
+        for loss in size_losses(criterion):
+            loss.reset_size_counts()
+        if counts is None:
+            return {c: 0.0 for c in DIAGNOSTIC_COLUMNS}
+        return diagnostics(counts, self.size_settings.weights)
+
+    def plot_metrics(self):
+        """``BaseTrainer.plot_metrics`` (results.png), then ``size_metrics.png``: per-size mAP and diagnostics."""
+        super().plot_metrics()
+        from .plots import plot_size_metrics
+
+        plot_size_metrics(self.csv, on_plot=self.on_plot)
 
     def train(self):
         """Train as ``BaseTrainer.train``, then say where the run and its results are."""
@@ -144,9 +160,66 @@ class SizeAdaptiveTrainer(DetectionTrainer):
         if RANK in {-1, 0}:
             LOGGER.info(
                 f"{PREFIX} run folder {self.save_dir}\n"
-                f"  results (per epoch, incl. mAP small/medium/large): {self.save_dir / 'results.csv'}\n"
+                f"  results (per epoch{', incl. mAP small/medium/large' if self.per_size_map else ''}, and the size "
+                f"diagnostics): {self.csv}\n"
                 f"  weights: {self.best if self.best.exists() else self.last}"
             )
+
+
+class SizeAdaptiveTrainer(SizeAdaptiveTraining, DetectionTrainer):
+    """``DetectionTrainer`` with the size-adaptive loss and per-size mAP (COCO small/medium/large) every epoch.
+
+    Example:
+        >>> from ultralytics import YOLO
+        >>> YOLO("yolo11n.yaml").train(trainer=SizeAdaptiveTrainer, data="demo", epochs=1, size_weights=[2, 1.5, 1])
+    """
+
+    validator_class = SizeAdaptiveValidator
+    per_size_map = True
+
+
+class SizeAdaptiveSegmentationTrainer(SizeAdaptiveTraining, SegmentationTrainer):
+    """``SegmentationTrainer`` with the size-adaptive loss on the box part (mask terms stock)."""
+
+    task, validator_class = "segment", SegmentationValidator
+
+
+class SizeAdaptivePoseTrainer(SizeAdaptiveTraining, PoseTrainer):
+    """``PoseTrainer`` with the size-adaptive loss on the box part (keypoint terms stock)."""
+
+    task, validator_class = "pose", PoseValidator
+
+
+class SizeAdaptiveOBBTrainer(SizeAdaptiveTraining, OBBTrainer):
+    """``OBBTrainer`` with the size-adaptive loss on the rotated-box part (areas w·h of the rotated box)."""
+
+    task, validator_class = "obb", OBBValidator
+
+
+TRAINERS = {  # Ultralytics task -> our trainer
+    "detect": SizeAdaptiveTrainer,
+    "segment": SizeAdaptiveSegmentationTrainer,
+    "pose": SizeAdaptivePoseTrainer,
+    "obb": SizeAdaptiveOBBTrainer,
+}
+
+
+def check_demo_task(data, task: str) -> None:
+    """Refuse a demo keyword whose labels are for another task (``data=demo`` for a segment model, say): a
+    ``ValueError`` naming ``data``, the keyword for ``task`` and the one given."""
+    keyword = data.strip().lower() if isinstance(data, str) else None
+    if keyword in DEMO_TASKS and DEMO_TASKS[keyword] != task:
+        right = next(k for k, t in DEMO_TASKS.items() if t == task)
+        raise ValueError(f"data: expected the demo data of a {task} model, data={right}; got data={data} "
+                         f"({DEMO_TASKS[keyword]} labels)")
+
+
+def resolve_thresholds(settings: SizeSettings, labels: list[dict], imgsz: int) -> tuple[SizeSettings, str]:
+    """Original-image thresholds in network-input px, with the median resize factor imgsz / longest side of the
+    training images; return the resolved settings and a note for the log."""
+    factor = statistics.median(imgsz / max(lb["shape"]) for lb in labels)
+    settings = replace(settings, input_thresholds=tuple(t * factor for t in settings.thresholds))
+    return settings, f" (median resize factor {factor:.3f} over {len(labels)} train images)"
 
 
 def _install_criterion(model, settings: SizeSettings) -> None:
@@ -155,3 +228,59 @@ def _install_criterion(model, settings: SizeSettings) -> None:
     if isinstance(old, E2ELoss) and isinstance(new, E2ELoss):
         new.__dict__.update({k: v for k, v in vars(old).items() if k not in ("one2many", "one2one")})
     model.criterion = new
+
+
+class _Observer:
+    """Counts the assignments of a stock criterion per size bucket; the loss is untouched (``AfterAssign``)."""
+
+    def __init__(self, criterion, thresholds):
+        loss = getattr(criterion, "one2many", criterion)
+        self.area = rotated_box_areas if isinstance(loss, v8OBBLoss) else box_areas
+        self.thresholds = thresholds.to(loss.device)
+        self.counts = new_counts(loss.device)
+        loss.assigner = AfterAssign(loss.assigner, self)
+
+    def __call__(self, gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx):
+        bucket = size_buckets(self.area(target_bboxes), self.thresholds)
+        gt_bucket = size_buckets(self.area(gt_bboxes), self.thresholds)
+        assignment_counts(gt_bucket, mask_gt, bucket, fg_mask, target_gt_idx, target_scores, out=self.counts)
+
+
+def observe_assignment(model, settings: SizeSettings | None = None) -> None:
+    """Record the assignment diagnostics of a stock Ultralytics training run (``yolo-sa compare``'s stock arms).
+
+    Adds callbacks to ``model`` (an Ultralytics ``Model``): at the start of training the stock criterion is built as
+    the first loss call would build it and its assigner observed; at the end of every epoch the ``size/*`` assignment
+    diagnostics (thresholds of ``settings``, resolved like ``SizeAdaptiveTrainer`` does) are appended to
+    ``size_diagnostics.csv`` in the run folder. The trainer, the loss and every number they produce stay stock.
+    """
+    import torch
+
+    settings = settings or SizeSettings()
+
+    def on_train_start(trainer):
+        resolved = settings
+        if resolved.input_thresholds is None:
+            resolved = resolve_thresholds(settings, trainer.train_loader.dataset.labels, trainer.args.imgsz)[0]
+        m = unwrap_model(trainer.model)
+        if getattr(m, "criterion", None) is None:
+            m.criterion = m.init_criterion()  # what the first model.loss() call does
+        trainer.size_observer = _Observer(m.criterion, torch.tensor(resolved.input_thresholds))
+
+    def on_train_epoch_end(trainer):
+        observer = getattr(trainer, "size_observer", None)
+        if observer is None or RANK not in {-1, 0}:
+            return
+        values = diagnostics(observer.counts.cpu())
+        observer.counts.zero_()
+        path = trainer.save_dir / DIAGNOSTICS_FILE
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["epoch", *values])
+            writer.writerow([trainer.epoch + 1, *(f"{v:.6g}" for v in values.values())])
+        LOGGER.info(f"{PREFIX} stock assignment, {describe(values)}")
+
+    model.add_callback("on_train_start", on_train_start)
+    model.add_callback("on_train_epoch_end", on_train_epoch_end)

@@ -55,3 +55,29 @@ def test_cli_leaves_ultralytics_as_it_found_it(capsys, tmp_path):
     _refused(capsys, tmp_path, "epoch=3")
     assert ultralytics.YOLO is yolo and set(DEFAULT_CFG_DICT) == keys and not keys & set(KEYS)
     assert sys.argv == argv
+
+
+def test_help_lists_size_terms_and_the_new_meaning_of_size_norm(capsys):
+    main(["help"])
+    out = capsys.readouterr().out
+    assert "size_terms=cls,box,dfl" in out and "background anchors and normalisers stay stock" in out
+
+
+def test_a_model_without_boxes_is_refused_naming_its_task(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "model=yolo11n-cls.yaml", "size_weights=3,2,1")
+    assert "task: the size-adaptive loss trains detect, segment, pose, obb models" in err
+    assert "got a classify model (yolo11n-cls.yaml)" in err and "is not a valid YOLO argument" not in err
+
+
+def test_demo_data_of_another_task_is_a_usage_error(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "model=yolo11n-seg.yaml", "data=demo")
+    assert "data: expected the demo data of a segment model, data=demo-seg; got data=demo" in err
+
+
+def test_train_without_data_uses_the_demo_data_of_the_models_task():
+    from size_adaptive.cli import _with_train_defaults
+
+    for model, keyword in (("yolo11n.yaml", "demo"), ("yolo11n-seg.yaml", "demo-seg"), ("yolo26n-pose.yaml", "demo-pose"),
+                           ("yolo11n-obb.yaml", "demo-obb")):
+        assert _with_train_defaults(["train", f"model={model}"])[-1] == f"data={keyword}"
+    assert not any(a.startswith("data=") for a in _with_train_defaults(["train", "model=yolo11n-cls.yaml"]))

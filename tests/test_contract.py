@@ -12,14 +12,29 @@ import textwrap
 
 import pytest
 from ultralytics.engine.trainer import BaseTrainer
-from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.nn.tasks import DetectionModel
+from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
+from ultralytics.models.yolo.obb import OBBTrainer
+from ultralytics.models.yolo.pose import PoseTrainer
+from ultralytics.models.yolo.segment import SegmentationTrainer
+from ultralytics.nn.tasks import DetectionModel, OBBModel, PoseModel, SegmentationModel
 from ultralytics.utils import dist
-from ultralytics.utils.loss import BboxLoss, E2ELoss, v8DetectionLoss
-from ultralytics.utils.tal import TaskAlignedAssigner
+from ultralytics.utils.loss import (
+    BboxLoss,
+    E2ELoss,
+    PoseLoss26,
+    RotatedBboxLoss,
+    SegmentLoss26,
+    v8DetectionLoss,
+    v8OBBLoss,
+    v8PoseLoss,
+    v8SegmentationLoss,
+)
+from ultralytics.utils.tal import PoseTaskAlignedAssigner, TaskAlignedAssigner
 
 import helpers as h
 from size_adaptive._compat import TESTED, check_ultralytics_version
+from size_adaptive.loss import SIZE_ADAPTIVE_LOSSES
+from size_adaptive.trainer import TRAINERS
 
 
 def _tree(func) -> ast.AST:
@@ -127,3 +142,64 @@ def test_ddp_workers_rebuild_the_trainer_from_its_class_and_vars_of_args():
     source = inspect.getsource(dist.generate_ddp_file)
     assert '"trainer": type(trainer)' in source and '"args": vars(trainer.args)' in source
     assert 'state["trainer"](cfg=cfg, overrides=state["args"]' in source
+
+
+# Segment, pose and OBB: each task loss reaches the assigner, BCE and box loss that we wrap.
+
+
+@pytest.mark.parametrize("upstream", list(SIZE_ADAPTIVE_LOSSES), ids=lambda c: c.__name__)
+def test_every_task_loss_takes_model_and_assignment_topk(upstream):
+    assert _params(upstream.__init__)[:4] == ["self", "model", "tal_topk", "tal_topk2"]
+    assert issubclass(upstream, v8DetectionLoss)
+
+
+@pytest.mark.parametrize("upstream", [v8SegmentationLoss, v8PoseLoss, PoseLoss26], ids=lambda c: c.__name__)
+def test_segment_and_pose_losses_compute_their_box_part_through_the_detection_loss(upstream):
+    assert "get_assigned_targets_and_loss" in [c.func.attr for c in _calls(upstream.loss)]
+
+
+def test_yolo26_segment_loss_assigns_through_the_detection_loss_with_mask_extras():
+    source = inspect.getsource(SegmentLoss26.get_assigned_targets_and_loss)
+    assert "super().get_assigned_targets_and_loss(" in source and "gt_masks=gt_masks" in source
+
+
+def test_pose26_assigner_takes_the_stock_arguments_first_then_strides():
+    assert _params(PoseTaskAlignedAssigner.forward)[:8] == [
+        "self", "pd_scores", "pd_bboxes", "anc_points", "gt_labels", "gt_bboxes", "mask_gt", "anc_strides"]
+
+
+def test_obb_loss_calls_assigner_bce_bbox_loss_and_angle_loss_with_stock_weights():
+    names = [c.func.attr for c in _calls(v8OBBLoss.loss)]
+    wrapped = [n for n in names if n in {"assigner", "bce", "bbox_loss", "calculate_angle_loss"}]
+    assert wrapped == ["assigner", "bce", "bbox_loss", "calculate_angle_loss"]
+    calls = {c.func.attr: c for c in _calls(v8OBBLoss.loss)}
+    assert [ast.unparse(a) for a in calls["assigner"].args[4:6]] == ["gt_bboxes", "mask_gt"]
+    assert ast.unparse(calls["bbox_loss"].args[4]) == "target_scores"
+    assert [ast.unparse(a) for a in calls["calculate_angle_loss"].args[2:4]] == ["fg_mask", "weight"]
+    source = inspect.getsource(v8OBBLoss.loss)
+    assert "_, target_bboxes, target_scores, fg_mask, _ = self.assigner(" in source
+    assert "weight = target_scores[fg_mask].sum(-1)" in source
+    assert _params(v8OBBLoss.calculate_angle_loss) == [
+        "self", "pred_bboxes", "target_bboxes", "fg_mask", "weight", "target_scores_sum", "lambda_val"]
+    assert _params(RotatedBboxLoss.forward)[1:6] == _params(BboxLoss.forward)[1:6]
+
+
+@pytest.mark.parametrize("model_cls, cfg, expected", [
+    (SegmentationModel, "yolo11n-seg.yaml", v8SegmentationLoss), (SegmentationModel, "yolo26n-seg.yaml", SegmentLoss26),
+    (PoseModel, "yolo11n-pose.yaml", v8PoseLoss), (PoseModel, "yolo26n-pose.yaml", PoseLoss26),
+    (OBBModel, "yolo11n-obb.yaml", v8OBBLoss), (OBBModel, "yolo26n-obb.yaml", v8OBBLoss),
+], ids=lambda x: getattr(x, "__name__", x))
+def test_task_models_pick_the_loss_classes_we_have_counterparts_for(model_cls, cfg, expected):
+    criterion = h.model(cfg, nc=4).init_criterion()
+    loss = criterion.one2many if isinstance(criterion, E2ELoss) else criterion
+    assert type(loss) is expected and expected in SIZE_ADAPTIVE_LOSSES
+
+
+@pytest.mark.parametrize("task, upstream, validator", [
+    ("detect", DetectionTrainer, "DetectionValidator("), ("segment", SegmentationTrainer, "SegmentationValidator("),
+    ("pose", PoseTrainer, "PoseValidator("), ("obb", OBBTrainer, "OBBValidator("),
+])
+def test_task_trainers_build_their_validator_from_args_and_ours_extend_them(task, upstream, validator):
+    source = inspect.getsource(upstream.get_validator)
+    assert validator in source and "args=copy(self.args)" in source
+    assert issubclass(TRAINERS[task], upstream) and TRAINERS[task].task == task

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import TINY_DEMO
+from size_adaptive.diagnostics import DIAGNOSTIC_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 IMGSZ, EPOCHS = 128, 2
@@ -54,7 +55,7 @@ def test_results_hold_per_size_map_for_every_epoch(run):
             assert 0.0 <= float(row[f"metrics/mAP_{size}(B)"]) <= 1.0
 
 
-def test_weighting_was_active(run):
+def test_weighting_was_active_and_the_assignment_was_counted(run):
     # Foreground anchors fall in every bucket of the demo data, and the mean weight they received lies strictly
     # between the smallest and largest weight (2, 1.5, 1): the loss that trained was the size-adaptive one.
     folder, log = run
@@ -63,7 +64,23 @@ def test_weighting_was_active(run):
         assert abs(sum(shares) - 1) < 1e-4 and all(s > 0 for s in shares)
         expected = 2.0 * shares[0] + 1.5 * shares[1] + 1.0 * shares[2]
         assert abs(float(row["size/mean_fg_weight"]) - expected) < 1e-3 and 1.0 < expected < 2.0
-    assert "size_adaptive: foreground anchors small" in log
+        for s in ("small", "medium", "large"):
+            assert 0 <= float(row[f"size/unassigned_{s}"]) <= 1 and float(row[f"size/pos_per_gt_{s}"]) > 0
+            assert 0 <= float(row[f"size/score_{s}"]) <= 1
+    assert log.count("size_adaptive: small/medium/large: positives ") == EPOCHS
+
+
+def test_coco_summary_is_printed_at_the_final_validation_only(run):
+    # faster-coco-eval's ~15-line block: once (best.pt); the one-line per-size mAP at every validation.
+    _, log = run
+    assert log.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all") == 1
+    assert log.count("mAP50-95 by object size (COCO areas, original px): small") == EPOCHS + 1
+
+
+def test_size_metrics_png_is_drawn_next_to_results_png(run):
+    folder, _ = run
+    for name in ("results.png", "size_metrics.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 def test_original_thresholds_were_converted_with_the_median_resize_factor_and_recorded(run):
@@ -147,22 +164,25 @@ def stop_after_first_checkpoint(trainer):
     raise KeyboardInterrupt("simulated interruption after epoch 1")
 
 # the drop-in YOLO, or a stock YOLO given the trainer class
-model, trainer = (YOLO("yolo11n.yaml"), None) if sys.argv[2] == "yolo" else (StockYOLO("yolo11n.yaml"), SizeAdaptiveTrainer)
+cfg, data = sys.argv[3:5]
+model, trainer = (YOLO(cfg), None) if sys.argv[2] == "yolo" else (StockYOLO(cfg), SizeAdaptiveTrainer)
 model.add_callback("on_model_save", stop_after_first_checkpoint)
 try:
-    model.train(data="demo", epochs=3, imgsz=128, batch=4, device="cpu", plots=False, project=sys.argv[1], name="run",
-                size_weights=[3, 2, 1], size_thresholds=[20, 60], trainer=trainer)
+    model.train(data=data, epochs=3, imgsz=128, batch=4, device="cpu", plots=False, project=sys.argv[1], name="run",
+                size_weights=[3, 2, 1], size_thresholds=[20, 60], size_terms="box,dfl", trainer=trainer)
 except KeyboardInterrupt:
     print("interrupted")
 """
 
 
-@pytest.mark.parametrize("api, how", [("yolo", "resume=path"), ("trainer", "model=path resume=True")])
-def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how):
-    _run("-c", INTERRUPTED, str(tmp_path), api)
+@pytest.mark.parametrize("api, how, cfg, data", [("yolo", "resume=path", "yolo11n.yaml", "demo"),
+                                                 ("trainer", "model=path resume=True", "yolo11n.yaml", "demo"),
+                                                 ("yolo", "resume=path", "yolo11n-obb.yaml", "demo-obb")])
+def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, cfg, data):
+    _run("-c", INTERRUPTED, str(tmp_path), api, cfg, data)
     folder = tmp_path / "run"
     first = yaml.safe_load((folder / "args.yaml").read_text())
-    assert len(_rows(folder)) == 1 and first["size_weights"] == [3.0, 2.0, 1.0]
+    assert len(_rows(folder)) == 1 and first["size_weights"] == [3.0, 2.0, 1.0] and first["size_terms"] == ["box", "dfl"]
     last = folder / "weights" / "last.pt"
     args = [f"resume={last}"] if how == "resume=path" else [f"model={last}", "resume=True"]
     log = _plain(_run("-m", "size_adaptive", "train", *args).stdout)
@@ -223,6 +243,45 @@ def test_every_family_trains_and_its_checkpoints_work_in_plain_ultralytics(tmp_p
     assert f"stock-ok {TINY_DEMO[1]}" in proc.stdout
 
 
+TASK_STOCK = STOCK_ONLY.split("weights, data, images")[0] + """
+folder, data, images, out, task = sys.argv[1:6]
+for name in ("best.pt", "last.pt"):
+    model = YOLO(f"{folder}/weights/{name}")
+    assert model.task == task, model.task
+    metrics = model.val(data=data, imgsz=128, batch=4, device="cpu", plots=False, project=out, name=name)
+    results = model.predict(images, imgsz=128, device="cpu", verbose=False)
+    assert len(results) > 0 and metrics.box.map50 >= 0
+onnx = YOLO(f"{folder}/weights/best.pt").export(format="onnx", imgsz=128)
+results = YOLO(onnx, task=task).predict(images, imgsz=128, device="cpu", verbose=False)
+assert "size_adaptive" not in sys.modules
+print("stock-ok", type(model.model).__name__, len(results))
+"""
+
+
+@pytest.mark.parametrize("cfg, data, task, model_class", [
+    ("yolo11n-seg.yaml", "demo-seg", "segment", "SegmentationModel"),
+    ("yolo26n-seg.yaml", "demo-seg", "segment", "SegmentationModel"),
+    ("yolo11n-pose.yaml", "demo-pose", "pose", "PoseModel"),
+    ("yolo26n-pose.yaml", "demo-pose", "pose", "PoseModel"),
+    ("yolo11n-obb.yaml", "demo-obb", "obb", "OBBModel"),
+    ("yolo26n-obb.yaml", "demo-obb", "obb", "OBBModel"),
+])
+def test_every_task_trains_with_the_size_loss_and_its_checkpoints_work_in_plain_ultralytics(tmp_path, cfg, data, task,
+                                                                                             model_class):
+    proc = _run("-m", "size_adaptive", "train", f"model={cfg}", f"data={data}", "epochs=1", f"imgsz={IMGSZ}",
+                "batch=4", "device=cpu", "plots=False", f"project={tmp_path}", "name=run", "size_weights=3,2,1")
+    folder = tmp_path / "run"
+    (row,) = _rows(folder)
+    assert float(row["size/mean_fg_weight"]) > 1.0 and float(row["size/pos_per_gt_large"]) > 0  # our loss trained
+    if cfg.startswith("yolo26"):
+        assert "(one-to-many branch)" in _plain(proc.stdout + proc.stderr)
+    assert yaml.safe_load((folder / "args.yaml").read_text())["size_weights"] == [3.0, 2.0, 1.0]
+    data_yaml = yaml.safe_load((folder / "args.yaml").read_text())["data"]
+    images = Path(data_yaml).parent / "images" / "val"
+    proc = _run("-c", TASK_STOCK, str(folder), data_yaml, str(images), str(tmp_path / "stock"), task)
+    assert f"stock-ok {model_class} {TINY_DEMO[1]}" in proc.stdout
+
+
 NO_NETWORK = """
 import atexit, runpy, socket, sys
 
@@ -259,17 +318,18 @@ def test_demo_run_completes_with_the_network_refused(tmp_path):
     assert "network attempts:" in proc.stdout
 
 
-def test_launcher_trains_the_demo_and_says_where_the_run_is(tmp_path):
+@pytest.mark.parametrize("model, data", [("yolo11n.yaml", "demo"), ("yolo11n-pose.yaml", "demo-pose")])
+def test_launcher_trains_the_demo_of_the_models_task_and_says_where_the_run_is(tmp_path, model, data):
     env = {**os.environ, "YOLO_SA_DEMO_SIZE": ",".join(map(str, TINY_DEMO)),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(
-        ["sh", "train_loss_weighted.sh", "EPOCHS=1", "IMGSZ=64", "BATCH=4", "DEVICE=cpu", "MODEL=yolo11n.yaml",
+        ["sh", "train_loss_weighted.sh", "EPOCHS=1", "IMGSZ=64", "BATCH=4", "DEVICE=cpu", f"MODEL={model}",
          "plots=False", f"project={tmp_path}", "name=launch", "size_weights=3,2,1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     out = _plain(proc.stdout + proc.stderr)
     assert proc.returncode == 0, out[-3000:]
-    assert "train_loss_weighted.sh: model=yolo11n.yaml data=demo epochs=1 imgsz=64 batch=4 device=cpu nbs=4" in out
+    assert f"train_loss_weighted.sh: model={model} data={data} epochs=1 imgsz=64 batch=4 device=cpu nbs=4" in out
     assert f"run folder {tmp_path / 'launch'}" in out and (tmp_path / "launch" / "results.csv").is_file()
     args = yaml.safe_load((tmp_path / "launch" / "args.yaml").read_text())
     assert args["nbs"] == 4 and args["warmup_epochs"] == 1 and args["size_weights"] == [3.0, 2.0, 1.0]
@@ -286,5 +346,5 @@ def test_results_columns_stay_aligned_when_only_the_last_epoch_is_validated(tmp_
         header, *rows = list(csv.reader(f))
     assert all(len(r) == len(header) for r in rows) and len(rows) == 2
     assert header.index("metrics/mAP_small(B)") == header.index("metrics/mAP50-95(B)") + 1
-    assert header[-4:] == ["size/fg_small", "size/fg_medium", "size/fg_large", "size/mean_fg_weight"]
-    assert 1.0 < float(rows[-1][-1]) < 2.0
+    assert header[-len(DIAGNOSTIC_COLUMNS):] == list(DIAGNOSTIC_COLUMNS)
+    assert 1.0 < float(rows[-1][header.index("size/mean_fg_weight")]) < 2.0

@@ -9,6 +9,7 @@ from ultralytics.utils import DEFAULT_CFG_DICT
 
 from size_adaptive import YOLO, SizeAdaptiveTrainer
 from size_adaptive.settings import SizeSettings
+from size_adaptive.trainer import TRAINERS
 
 
 def _overrides(tmp_path, data, **kw):
@@ -55,16 +56,31 @@ def test_settings_from_a_cfg_yaml_apply_and_command_line_keys_win(tmp_path, tiny
     assert t.size_settings.weights == (4.0, 2.0, 1.0) and t.size_settings.thresholds == (20.0, 60.0)
 
 
-def test_ddp_worker_rebuilds_the_same_trainer_from_pickled_class_and_vars_of_args(tmp_path, tiny_demo_yaml):
+@pytest.mark.parametrize("task, model", [("detect", "yolo11n.yaml"), ("segment", "yolo11n-seg.yaml"),
+                                         ("pose", "yolo26n-pose.yaml"), ("obb", "yolo11n-obb.yaml")])
+def test_ddp_worker_rebuilds_the_same_trainer_from_pickled_class_and_vars_of_args(tmp_path, task, model):
     # The path of ultralytics.utils.dist.generate_ddp_file (8.4.190): the class is pickled with cloudpickle and the
     # worker calls it with the default cfg plus save_dir, and vars(trainer.args) as overrides.
-    t1 = SizeAdaptiveTrainer(overrides=_overrides(tmp_path, tiny_demo_yaml, size_weights="3,2,1", size_space="input"))
+    from conftest import TINY_DEMO
+    from size_adaptive.demo import demo_data
+
+    overrides = _overrides(tmp_path, demo_data(*TINY_DEMO, task=task), model=model, size_weights="3,2,1",
+                           size_space="input", size_terms="box", size_norm=True)
+    t1 = TRAINERS[task](overrides=overrides)
     state = cloudpickle.loads(cloudpickle.dumps({"trainer": type(t1), "args": vars(t1.args)}))
     cfg = DEFAULT_CFG_DICT.copy()
     cfg.update(save_dir="")
     t2 = state["trainer"](cfg=cfg, overrides=state["args"])
-    assert type(t2) is SizeAdaptiveTrainer and t2.size_settings == t1.size_settings
-    assert t2.save_dir == t1.save_dir and vars(t2.args) == vars(t1.args)
+    assert type(t2) is TRAINERS[task] and t2.size_settings == t1.size_settings and t2.size_settings.terms == ("box",)
+    assert t2.save_dir == t1.save_dir and vars(t2.args) == vars(t1.args) and t2.args.task == task
+
+
+@pytest.mark.parametrize("task, data", [("detect", "demo-seg"), ("segment", "demo"), ("obb", "demo-pose")])
+def test_demo_data_of_another_task_is_refused_before_the_run_folder_exists(tmp_path, monkeypatch, task, data):
+    monkeypatch.setenv("YOLO_SA_DEMO_SIZE", "2,1")
+    with pytest.raises(ValueError, match=f"data: expected the demo data of a {task} model"):
+        TRAINERS[task](overrides=_overrides(tmp_path, data))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_demo_keyword_selects_the_generated_data(tmp_path, monkeypatch):
@@ -73,29 +89,36 @@ def test_demo_keyword_selects_the_generated_data(tmp_path, monkeypatch):
     assert t.args.data.endswith("data.yaml") and t.data["nc"] == 4
 
 
-@pytest.mark.parametrize("cfg, counts", [("yolo11n.yaml", [[6.0, 3.0, 1.0]]), ("yolo26n.yaml", [[2.0, 1.0, 0.0], [4.0, 2.0, 1.0]])])
-def test_diagnostic_columns_from_known_bucket_counts(tmp_path, tiny_demo_yaml, cfg, counts):
-    # 6 small, 3 medium, 1 large foreground anchors (an end-to-end model's two branches add up to the same):
-    # shares 0.6 / 0.3 / 0.1 and mean weight 0.6 * 2 + 0.3 * 1.5 + 0.1 * 1 = 1.75.
+@pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo26n.yaml"])
+def test_diagnostic_columns_from_known_counts_of_the_counted_branch(tmp_path, tiny_demo_yaml, cfg):
+    # Counts: 5 small, 2 medium, 1 large object; 1 small without a positive; 6 small, 3 medium, 1 large positives;
+    # target-score sums 1.2, 1.5, 0.5. Shares 0.6 / 0.3 / 0.1, mean weight 0.6 * 2 + 0.3 * 1.5 + 0.1 * 1 = 1.75,
+    # unassigned 1/5, positives per object 6/5, 3/2, 1/1, mean scores 0.2, 0.5, 0.5. An end-to-end model reports its
+    # one-to-many branch: the one-to-one branch's counts (all tens here) must not leak in.
     import csv
     import time
 
     import torch
 
     import helpers as h
-    from size_adaptive.loss import build_criterion, size_losses
+    from size_adaptive.loss import build_criterion
 
     t = SizeAdaptiveTrainer(overrides=_overrides(tmp_path, tiny_demo_yaml, size_space="input"))
     t.model = h.model(cfg)
     t.model.criterion = build_criterion(t.model, t.size_settings)
-    for loss, c in zip(size_losses(t.model.criterion), counts):
-        loss.fg_counts = torch.tensor(c)
+    counted = getattr(t.model.criterion, "one2many", t.model.criterion)
+    counted.size_counts = torch.tensor([[5.0, 2, 1], [1, 0, 0], [6, 3, 1], [1.2, 1.5, 0.5]])
+    if hasattr(t.model.criterion, "one2one"):
+        t.model.criterion.one2one.size_counts = torch.full((4, 3), 10.0)
     t.epoch, t.train_time_start = 0, time.time()
     t.save_metrics({"metrics/mAP50(B)": 0.5})
     t.epoch = 1
     t.save_metrics({"metrics/mAP50(B)": 0.6})  # nothing counted since: the counts were reset
     rows = list(csv.DictReader(open(t.csv)))
-    assert [float(rows[0][f"size/fg_{s}"]) for s in ("small", "medium", "large")] == pytest.approx([0.6, 0.3, 0.1])
-    assert float(rows[0]["size/mean_fg_weight"]) == pytest.approx(1.75)
+    expected = {"fg_small": 0.6, "fg_medium": 0.3, "fg_large": 0.1, "mean_fg_weight": 1.75, "unassigned_small": 0.2,
+                "unassigned_medium": 0.0, "pos_per_gt_small": 1.2, "pos_per_gt_medium": 1.5, "pos_per_gt_large": 1.0,
+                "score_small": 0.2, "score_medium": 0.5, "score_large": 0.5}
+    assert {k: float(rows[0][f"size/{k}"]) for k in expected} == pytest.approx(expected)
     assert float(rows[1]["size/fg_small"]) == 0 and float(rows[1]["size/mean_fg_weight"]) == 0
+    assert rows[1]["size/unassigned_small"] == "nan"  # no objects counted: not a share of 0
     del t.model.criterion
