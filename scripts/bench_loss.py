@@ -2,6 +2,7 @@
 
     python scripts/bench_loss.py                 # bs 16, imgsz 640, 10 classes, on CUDA if present, else CPU
     python scripts/bench_loss.py --device cpu --reps 11 --loss-reps 60
+    python scripts/bench_loss.py --size-norm --size-terms box   # a variant: one BboxLoss call more, the balance
 
 Stock ``v8DetectionLoss`` and ``SizeAdaptiveDetectionLoss`` get the same model, predictions and targets (about 60
 boxes per image, 80 % of them small, as in drone imagery). Calls alternate between the two (stock, ours, stock, ...)
@@ -33,7 +34,7 @@ import torch  # noqa: E402
 NC = 10
 
 
-def setup(bs: int, imgsz: int, device: str, seed: int = 0):
+def setup(bs: int, imgsz: int, device: str, seed: int = 0, norm: bool = False, terms: str = "cls,box,dfl"):
     """Model, images, batch and the two criteria, all on ``device``."""
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
@@ -61,7 +62,7 @@ def setup(bs: int, imgsz: int, device: str, seed: int = 0):
         "bboxes": torch.cat((xy, wh), 1).to(device),
         "img": images,
     }
-    settings = SizeSettings(space="input", input_thresholds=(32.0, 96.0))
+    settings = SizeSettings.from_dict({"size_space": "input", "size_norm": norm, "size_terms": terms})
     return model, batch, v8DetectionLoss(model), SizeAdaptiveDetectionLoss(model, settings=settings)
 
 
@@ -78,8 +79,8 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - t
 
 
-def bench(bs: int, imgsz: int, device: str, reps: int, loss_reps: int) -> dict:
-    model, batch, stock, ours = setup(bs, imgsz, device)
+def bench(bs: int, imgsz: int, device: str, reps: int, loss_reps: int, **variant) -> dict:
+    model, batch, stock, ours = setup(bs, imgsz, device, **variant)
     with torch.no_grad():
         preds = model(batch["img"])
 
@@ -110,10 +111,10 @@ def bench(bs: int, imgsz: int, device: str, reps: int, loss_reps: int) -> dict:
     return {k: {n: statistics.median(v) for n, v in d.items()} for k, d in times.items()}
 
 
-def peak_memory(bs: int, imgsz: int, device: str) -> dict:
+def peak_memory(bs: int, imgsz: int, device: str, norm: bool = False, terms: str = "cls,box,dfl") -> dict:
     """Peak memory of one training step with each criterion."""
     if device.startswith("cuda"):
-        model, batch, stock, ours = setup(bs, imgsz, device)
+        model, batch, stock, ours = setup(bs, imgsz, device, norm=norm, terms=terms)
         out = {}
         for name, criterion in (("stock", stock), ("ours", ours)):
             model.zero_grad(set_to_none=True)
@@ -126,13 +127,14 @@ def peak_memory(bs: int, imgsz: int, device: str) -> dict:
         return out
     out = {}
     for name in ("stock", "ours"):
-        cmd = [sys.executable, __file__, "--child", name, "--bs", str(bs), "--imgsz", str(imgsz), "--device", device]
+        cmd = [sys.executable, __file__, "--child", name, "--bs", str(bs), "--imgsz", str(imgsz), "--device", device,
+               "--size-terms", terms] + (["--size-norm"] if norm else [])
         out[name] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     return out
 
 
-def child(name: str, bs: int, imgsz: int, device: str) -> None:
-    model, batch, stock, ours = setup(bs, imgsz, device)
+def child(name: str, bs: int, imgsz: int, device: str, norm: bool, terms: str) -> None:
+    model, batch, stock, ours = setup(bs, imgsz, device, norm=norm, terms=terms)
     total, _ = (stock if name == "stock" else ours)(model(batch["img"]), batch)
     total.sum().backward()
     print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
@@ -146,18 +148,22 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=None,
                    help="training-step repetitions (default 50 on CUDA, 11 on CPU; 0 skips the step)")
     p.add_argument("--loss-reps", type=int, default=None, help="loss-call repetitions (default 200 on CUDA, 60 on CPU)")
+    p.add_argument("--size-norm", action="store_true", help="measure size_norm=True")
+    p.add_argument("--size-terms", default="cls,box,dfl", help="size_terms of the measured loss (default cls,box,dfl)")
     p.add_argument("--child", choices=("stock", "ours"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    variant = {"norm": a.size_norm, "terms": a.size_terms}
     if a.child:
-        return child(a.child, a.bs, a.imgsz, a.device)
+        return child(a.child, a.bs, a.imgsz, a.device, **variant)
     cuda = a.device.startswith("cuda")
     reps = a.reps if a.reps is not None else (50 if cuda else 11)
     loss_reps = a.loss_reps if a.loss_reps is not None else (200 if cuda else 60)
     name = torch.cuda.get_device_name(a.device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"bs {a.bs}, imgsz {a.imgsz}, {NC} classes on {name}; torch {torch.__version__}; medians of {loss_reps} loss "
-          f"calls and {reps} training steps, interleaved", flush=True)
-    t = bench(a.bs, a.imgsz, a.device, reps, loss_reps)
-    mem = peak_memory(a.bs, a.imgsz, a.device) if reps else {"stock": float("nan"), "ours": float("nan")}
+          f"calls and {reps} training steps, interleaved; ours with size_norm={a.size_norm} size_terms={a.size_terms}",
+          flush=True)
+    t = bench(a.bs, a.imgsz, a.device, reps, loss_reps, **variant)
+    mem = peak_memory(a.bs, a.imgsz, a.device, **variant) if reps else {"stock": float("nan"), "ours": float("nan")}
     unit = "allocated on the GPU" if cuda else "peak RSS of a fresh process"
     print()
     print(f"{'':14s}{'stock':>12s}{'ours':>12s}{'ratio':>8s}  target")

@@ -1,59 +1,154 @@
-"""``yolo-sa compare``: train control arms over several seeds and report them side by side.
+"""``yolo-sa compare``: train several arms (variants) over N seeds on the same data and report them side by side.
 
-Arms (same model, data, epochs, image size and every other training key; one run per arm and seed):
+This module plans, trains (or reuses) and reads the runs; the statistics and the report are in ``report``.
+
+Arms. ``arms=`` is either a comma list of built-in arms (``stock`` is then always included, and first)::
+
+    arms=stock,size,uniform,size_norm
+
+or a YAML file (in Python also a dict) that maps arm names to their own training keys; the FIRST arm is the
+baseline, every other arm is paired with it by seed::
+
+    stock:                     # no keys and a built-in name: the built-in arm
+    box_dfl:
+      size_terms: box,dfl      # size_* keys, on top of the shared size_* keys of the command line (the arm's win)
+    p2:
+      trainer: stock           # Ultralytics' own trainer and loss (default: size, the size-adaptive trainer)
+      model: yolov8n-p2.yaml   # any Ultralytics training key, on top of the shared keys
+
+Built-in arms (an arm with a built-in name and no keys):
 
 - ``stock``: Ultralytics' own trainer and loss;
-- ``size``: the size-adaptive loss with the given ``size_*`` settings;
-- ``uniform``: every foreground anchor weighted by one constant, the mean weight that the ``size`` run of the same
-  seed gave its foreground anchors (the mean of its ``size/mean_fg_weight`` column): the same overall gain as
-  ``size`` without the re-balancing between sizes, so ``size - uniform`` isolates the re-balancing;
-- ``size_norm`` (optional): the ``size`` arm with ``size_norm=True``, the re-balancing at the stock loss scale.
+- ``size``: the size-adaptive loss with the shared ``size_*`` settings;
+- ``uniform``: the ``size`` arm with every foreground anchor weighted by one constant, the mean weight that the
+  ``size`` run of the same seed gave its foreground anchors (the mean of its ``size/mean_fg_weight`` column), and
+  ``size_norm=False``: the same overall gain as ``size`` without the re-balancing between sizes, so ``size`` against
+  ``uniform`` isolates the re-balancing; it needs a ``size`` arm;
+- ``size_norm``: the ``size`` arm with ``size_norm=True``, the re-balancing at the stock loss scale.
 
-Each run's metrics are those of its last epoch in ``results.csv`` (mAP50-95, mAP50, COCO mAP small/medium/large).
-The report gives their mean ± sample std over seeds and the paired per-seed difference to ``stock``. Outputs, in the
-comparison folder: ``comparison.md``, ``comparison.png``, ``comparison.json`` (all numbers and every run's resolved
-``args.yaml``). Finished runs are reused, so an interrupted comparison continues where it stopped; an unfinished run
-is trained again from the start.
+Every arm shares ``data``, the command line's training keys and ``val=True``; the keys that ``compare`` sets per run
+(``seed``, ``project``, ``name``, ``exist_ok``, ``resume``) cannot be given. Everything is checked before anything
+trains (``check_args``); a refusal is a ``ValueError`` naming the arm and the key.
+
+Runs are ``<arm>-seed<k>`` folders in ``project/name``. Each run's numbers are its mean over its last ``last_epochs``
+validated epochs (default 5; all when it has fewer): mAP50-95 and mAP50 (box), COCO mAP small/medium/large, mask or
+pose mAP50-95 where present, and the ``size/*`` assignment diagnostics. Stock arms record those diagnostics with
+``observe_assignment`` in ``size_diagnostics.csv``, without changing their training. Outputs, in the comparison folder:
+``comparison.md``, ``comparison.png``, ``comparison.json`` (all numbers and every run's resolved ``args.yaml``).
+Finished runs are reused, so an interrupted comparison continues where it stopped; an unfinished run is trained again
+from the start; a folder holding runs with other settings is refused.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import difflib
 import math
+import re
 import shutil
 import statistics
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
-from ultralytics.utils import LOGGER, colorstr
+from ultralytics.nn.tasks import guess_model_task
+from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER, colorstr
 
 from .demo import resolve_data
+from .report import summarise, write_report
+from .settings import KEYS as SIZE_KEYS
 from .settings import SizeSettings, split_size_keys
+from .trainer import check_demo_task
 
-ARMS = ("stock", "size", "uniform", "size_norm")
+ARMS = ("stock", "size", "uniform", "size_norm")  # the built-in arms
 DEFAULT_ARMS = ("stock", "size", "uniform")
-METRICS = {
+TRAINERS = ("stock", "size")  # an arm's ``trainer``: Ultralytics' own, or the size-adaptive one
+PER_RUN_KEYS = ("seed", "project", "name", "exist_ok", "resume")  # set by compare for each run
+DEFAULT_LAST_EPOCHS = 5
+METRICS = {  # report label -> results.csv column; reported where present in every run
     "mAP50-95": "metrics/mAP50-95(B)",
     "mAP50": "metrics/mAP50(B)",
     "mAP small": "metrics/mAP_small(B)",
     "mAP medium": "metrics/mAP_medium(B)",
     "mAP large": "metrics/mAP_large(B)",
+    "mask mAP50-95": "metrics/mAP50-95(M)",
+    "pose mAP50-95": "metrics/mAP50-95(P)",
 }
+VALIDATED = METRICS["mAP50-95"]  # a row with a value here is a validated epoch
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 PREFIX = colorstr("compare:")
+_BUILTIN_TEXT = {
+    "stock": "Ultralytics' own trainer and loss",
+    "size": "the size-adaptive loss with the shared size settings",
+    "uniform": "`size` with one constant weight per seed (that seed's `size` run's mean foreground weight), "
+    "size_norm=False",
+    "size_norm": "`size` with size_norm=True",
+}
 
 
-def parse_arms(value: Any) -> tuple[str, ...]:
-    """``"stock,size,uniform"`` or a sequence -> validated arm names; ``stock`` is always included."""
-    arms = [a.strip() for a in (value.split(",") if isinstance(value, str) else value) if str(a).strip()]
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown or not arms:
-        raise ValueError(f"arms: expected a comma-separated subset of {list(ARMS)}; got {value!r}")
-    if "uniform" in arms and "size" not in arms:
-        raise ValueError(f"arms: 'uniform' takes its constant from the 'size' arm, add it; got {value!r}")
-    return tuple(dict.fromkeys(["stock", *arms]))  # stock first, for the paired differences
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a comparison.
+
+    Attributes:
+        name: the arm's name; its runs are ``<name>-seed<k>``.
+        trainer: ``"stock"`` (Ultralytics' own trainer and loss) or ``"size"`` (the size-adaptive trainer).
+        keys: its own keys as given (``{}`` for a built-in arm).
+        args: its own Ultralytics training keys, on top of the shared ones.
+        size: the resolved ``size_*`` settings of a size arm (shared keys, then its own); ``None`` for a stock arm.
+        uniform: the built-in ``uniform`` arm: the ``size`` arm with one constant weight per seed, from its run.
+    """
+
+    name: str
+    trainer: str = "size"
+    keys: dict = field(default_factory=dict)
+    args: dict = field(default_factory=dict)
+    size: dict | None = None
+    uniform: bool = False
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in ARMS and not self.keys
+
+    def describe(self) -> dict:
+        """How the arm is defined, for the report."""
+        out = {"trainer": self.trainer, "keys": dict(self.keys), "builtin": self.builtin}
+        return {**out, "description": _BUILTIN_TEXT[self.name]} if self.builtin else out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked comparison: arms (the first is the baseline), seeds, shared keys; nothing trained or created yet."""
+
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...]
+    settings: SizeSettings  # the shared size settings (a stock arm's diagnostics use its thresholds)
+    shared_size: dict  # the shared size_* keys as given
+    common: dict  # the shared Ultralytics keys, ``model`` and ``data`` (not yet resolved) included
+    last_epochs: int = DEFAULT_LAST_EPOCHS
+
+    def order(self) -> list[Arm]:
+        """Training order within a seed: as given, except that ``uniform`` follows the ``size`` run it needs."""
+        arms = [a for a in self.arms if not a.uniform]
+        for u in (a for a in self.arms if a.uniform):
+            arms.insert(next(i for i, a in enumerate(arms) if a.name == "size") + 1, u)
+        return arms
+
+    def run_args(self, arm: Arm, size_run: dict | None = None) -> dict:
+        """The training keys of one run of ``arm`` (without the per-run keys); ``uniform`` needs its seed's size run."""
+        if arm.trainer == "stock":
+            return {**self.common, **arm.args}
+        if not arm.uniform:
+            return {**self.common, **arm.args, **arm.size}
+        base = self.arm("size")
+        c = size_run["mean_fg_weight"]
+        return {**self.common, **base.args, **base.size, "size_weights": [c, c, c], "size_norm": False}
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
 
 
 def parse_seeds(value: Any) -> tuple[int, ...]:
@@ -70,18 +165,179 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
     return seeds
 
 
-def check_args(arms: Any = DEFAULT_ARMS, seeds: Any = 3, **train_args: Any):
-    """Validate a comparison's arguments before anything trains; return (arms, seeds, size settings, other keys)."""
-    arms, seeds = parse_arms(arms), parse_seeds(seeds)
-    size_keys, common = split_size_keys(train_args)
-    settings = SizeSettings.from_dict(size_keys)
-    for key in ("seed", "project", "name", "exist_ok", "resume", "trainer"):
-        if key in common:
-            raise ValueError(f"{key}: set by 'compare' for each run; got {key}={common[key]!r}")
+def parse_last_epochs(value: Any) -> int:
+    """The number of last validated epochs that each run's numbers average, >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"last_epochs: expected a whole number of epochs >= 1, e.g. last_epochs=5; got {value!r}")
+    return value
+
+
+def load_arms(value: Any) -> dict[str, Any]:
+    """``arms=`` -> ``{name: own keys or None}``: a comma list (or sequence) of built-in names, a YAML path or a dict.
+
+    A comma list always includes ``stock``, first. A YAML file or dict is taken as given (its first arm is the
+    baseline); it must map arm names to mappings of keys (or to nothing, for a built-in arm).
+    """
+    source = "the arms mapping"
+    if isinstance(value, (str, Path)) and _is_file_name(value):
+        source = f"'{value}'"
+        try:
+            value = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise ValueError(f"arms: cannot read {source}: expected a readable YAML file; got {type(e).__name__}: "
+                             f"{e}".replace("\n", " ")) from None
+        if value is None:
+            raise ValueError(f"arms: expected a YAML mapping of arm names to their keys; got an empty file {source}")
+    elif isinstance(value, (str, list, tuple)):
+        names = [str(a).strip() for a in (value.split(",") if isinstance(value, str) else value) if str(a).strip()]
+        unknown = [a for a in names if a not in ARMS]
+        if unknown or not names:
+            close = difflib.get_close_matches(unknown[0], ARMS, n=1) if unknown else []
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"arms: expected a comma-separated subset of {list(ARMS)} or an arms YAML file; got "
+                             f"{value!r}.{hint}")
+        return dict.fromkeys(["stock", *names])  # stock first: the baseline of the paired differences
+    if not isinstance(value, Mapping):  # a usage error like every other refusal: ValueError, not TypeError
+        raise ValueError(  # noqa: TRY004
+            "arms: expected a mapping of arm names to their keys (a YAML file, a dict or a comma list of built-in "
+            f"arms); got {type(value).__name__} {value!r} in {source}"
+        )
+    if not value:
+        got = "an empty mapping" + ("" if source == "the arms mapping" else f" in {source}")
+        raise ValueError(f"arms: expected at least 2 arms (the first is the baseline); got {got}")
+    return dict(value)
+
+
+def _is_file_name(value: str | Path) -> bool:
+    s = str(value)
+    return isinstance(value, Path) or s.lower().endswith((".yaml", ".yml")) or "/" in s or Path(s).is_file()
+
+
+def check_arms(arms: Mapping[str, Any], shared_size: Mapping[str, Any]) -> tuple[Arm, ...]:
+    """Validate every arm's name and keys; return the arms, the first being the baseline."""
+    out = [_check_arm(name, keys, shared_size) for name, keys in arms.items()]
+    if len(out) < 2:
+        raise ValueError(f"arms: expected at least 2 arms (the first is the baseline); got {list(arms)}")
+    names = [a.name for a in out]
+    for a in out:
+        if a.uniform and ("size" not in names or next(b for b in out if b.name == "size").trainer != "size"):
+            raise ValueError(f"arms: arm 'uniform' (built-in) takes its constant weight from the 'size' arm's run of "
+                             f"the same seed: expected a 'size' arm with the size-adaptive trainer; got arms {names}")
+    return tuple(out)
+
+
+def _check_arm(name: Any, keys: Any, shared_size: Mapping[str, Any]) -> Arm:
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"arms: arm {name!r}: expected a name of letters, digits, '_', '-' and '.' (it names the run "
+                         f"folders '<arm>-seed<k>'); got {name!r}")
+    if keys is None:
+        keys = {}
+    if not isinstance(keys, Mapping):  # a usage error like every other refusal: ValueError, not TypeError
+        raise ValueError(  # noqa: TRY004
+            f"arms: arm '{name}': expected a mapping of training keys (or nothing, for a built-in arm {list(ARMS)}); "
+            f"got {type(keys).__name__} {keys!r}"
+        )
+    keys = dict(keys)
+    if not keys and name in ARMS:
+        return _builtin(name, shared_size)
+
+    def refuse(key: str, expected: str, got: Any = None) -> ValueError:
+        return ValueError(f"arms: arm '{name}', key '{key}': expected {expected}; got {got or f'{key}={keys[key]!r}'}")
+
+    allowed = {*DEFAULT_CFG_DICT, *SIZE_KEYS, "trainer"}
+    for key in keys:
+        if not isinstance(key, str) or key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed))
+            hint = f" Similar keys: {', '.join(_with_default(k) for k in close)}." if close else ""
+            raise refuse(str(key), "an Ultralytics training key, a size_* key or 'trainer'", f"'{key}'.{hint}")
+        if key in PER_RUN_KEYS:
+            raise refuse(key, f"no '{key}' in an arm: compare sets it for each run")
+        if key == "data":
+            raise refuse(key, "the data shared by every arm (give data= on the command line)")
+        if key == "val" and keys[key] is not True:
+            raise refuse(key, "True or no 'val' (every arm validates every epoch, for its metrics)")
+    trainer = keys.get("trainer", "size")
+    if trainer not in TRAINERS:
+        raise refuse("trainer", f"one of {list(TRAINERS)} (Ultralytics' own trainer, or the size-adaptive one)")
+    size, args = split_size_keys({k: v for k, v in keys.items() if k != "trainer"})
+    if trainer == "stock" and size:
+        key = next(iter(size))
+        raise refuse(key, "no size_* keys on an arm with 'trainer: stock' (Ultralytics' own loss has no size weights)")
+    for key, value in args.items():
+        _check_value(key, value, f"arms: arm '{name}', key '{key}'")
+    for key, value in size.items():
+        try:
+            SizeSettings.from_dict({key: value})
+        except ValueError as e:
+            msg = str(e).removeprefix(f"{key}: ")
+            raise ValueError(f"arms: arm '{name}', key '{key}': {msg}") from None
+    if trainer == "stock":
+        return Arm(name, "stock", keys, args)
+    try:
+        resolved = SizeSettings.from_dict({**shared_size, **size}).as_args()
+    except ValueError as e:
+        raise ValueError(f"arms: arm '{name}': its size keys with the shared ones: {e}") from None
+    return Arm(name, "size", keys, args, resolved)
+
+
+def _builtin(name: str, shared_size: Mapping[str, Any]) -> Arm:
+    if name == "stock":
+        return Arm(name, "stock")
+    size = SizeSettings.from_dict({**shared_size, **({"size_norm": True} if name == "size_norm" else {})})
+    return Arm(name, "size", size=size.as_args(), uniform=name == "uniform")
+
+
+def _with_default(key: str) -> str:
+    default = DEFAULT_CFG_DICT.get(key)
+    return f"{key}={default}" if default is not None else key
+
+
+def _check_value(key: str, value: Any, where: str) -> None:
+    """Ultralytics' own type and range check of one training key (``check_cfg``, as ``get_cfg`` runs it)."""
+    from ultralytics.cfg import check_cfg
+
+    try:
+        check_cfg({key: value})
+    except (TypeError, ValueError) as e:
+        expected = f"expected a value that Ultralytics accepts for '{key}'"
+        raise ValueError(f"{where}: {expected}; got {value!r} ({e})") from None
+
+
+def check_args(
+    model: str = "yolo12n.yaml",
+    data: str = "demo",
+    seeds: Any = 3,
+    arms: Any = DEFAULT_ARMS,
+    last_epochs: Any = DEFAULT_LAST_EPOCHS,
+    project: Any = None,
+    name: Any = None,
+    **train_args: Any,
+) -> Plan:
+    """Validate a comparison's arguments before anything trains or is created; return the plan.
+
+    ``project`` and ``name`` are accepted (they name the comparison folder) and not checked here.
+    """
+    seeds, last_epochs = parse_seeds(seeds), parse_last_epochs(last_epochs)
+    shared_size, common = split_size_keys(train_args)
+    settings = SizeSettings.from_dict(shared_size)
+    for key, value in common.items():
+        if key not in DEFAULT_CFG_DICT:
+            close = difflib.get_close_matches(key, list(DEFAULT_CFG_DICT))
+            hint = f" Similar keys: {', '.join(_with_default(k) for k in close)}." if close else ""
+            raise ValueError(f"{key}: expected an Ultralytics training key or a size_* key; got '{key}'.{hint}")
+        if key in (*PER_RUN_KEYS, "trainer"):
+            raise ValueError(f"{key}: set by 'compare' for each run (or per arm, for 'trainer'); got {key}={value!r}")
+        _check_value(key, value, key)
     if common.get("val", True) is not True:
-        raise ValueError(f"val: expected True (stock Ultralytics writes a validated row's per-size metrics into "
-                         f"the wrong columns of results.csv when earlier epochs were not validated); got {common['val']!r}")
-    return arms, seeds, settings, common
+        raise ValueError(f"val: expected True (stock Ultralytics writes a validated row's per-size metrics into the "
+                         f"wrong columns of results.csv when earlier epochs were not validated); got {common['val']!r}")
+    checked = check_arms(load_arms(arms), shared_size)
+    for arm in checked:  # demo data of the arm model's task (data=demo-seg for a -seg model, ...)
+        try:
+            check_demo_task(data, guess_model_task(arm.args.get("model", model)))
+        except ValueError as e:
+            raise ValueError(f"{e} (arm '{arm.name}')") from None
+    return Plan(checked, seeds, settings, shared_size, {"model": model, "data": data, **common}, last_epochs)
 
 
 def compare(
@@ -91,83 +347,107 @@ def compare(
     arms: Any = DEFAULT_ARMS,
     project: str | Path = "runs/compare",
     name: str = "compare",
+    last_epochs: int = DEFAULT_LAST_EPOCHS,
     **train_args: Any,
 ) -> dict:
     """Train every arm for every seed (reusing finished runs) and write the report; return its numbers.
 
     Args:
-        model, data: as for ``yolo train``; ``data="demo"`` is the built-in demo data.
+        model, data: as for ``yolo train``, shared by every arm (an arm may set its own ``model``); ``data="demo"``
+            is the built-in demo data.
         seeds: number of seeds (0..N-1) or the seeds themselves.
-        arms: subset of ``ARMS``; ``stock`` is always trained.
+        arms: a comma list or sequence of built-in arms (``ARMS``; ``stock`` is then always included, first), or a
+            YAML file path or dict mapping arm names to their own keys (see the module docstring). The first arm is
+            the baseline of the paired differences.
         project, name: the comparison folder is ``project/name``; runs are ``<arm>-seed<k>`` inside it.
-        train_args: any other ``yolo train`` keys (shared by every arm) and the ``size_*`` keys (size arms).
+        last_epochs: each run's numbers are its mean over its last ``last_epochs`` validated epochs.
+        train_args: any other ``yolo train`` keys and ``size_*`` keys, shared by every arm (size keys: size arms).
+
+    Raises:
+        ValueError: a bad argument or arm, before anything trains or is created (``check_args``); or a run folder
+            that holds a run with other settings, before anything trains.
     """
-    arms, seeds, settings, common = check_args(arms, seeds, **train_args)
-    common = {"model": model, "data": resolve_data(data), **common, "save_json": True}
+    plan = check_args(model, data, seeds, arms, last_epochs, **train_args)
+    plan = Plan(plan.arms, plan.seeds, plan.settings, plan.shared_size,
+                {**plan.common, "data": resolve_data(data), "save_json": True}, plan.last_epochs)
     folder = Path(project) / name
+    for arm in plan.arms:  # refuse runs with other settings before anything trains (uniform: at its turn)
+        for seed in plan.seeds:
+            if not arm.uniform:
+                _finished(folder / f"{arm.name}-seed{seed}", {**plan.run_args(arm), "seed": seed}, arm.trainer)
     folder.mkdir(parents=True, exist_ok=True)
 
-    plan = [(arm, seed) for seed in seeds for arm in arms]
-    runs: dict[str, dict[int, dict]] = {arm: {} for arm in arms}
-    for i, (arm, seed) in enumerate(plan, 1):
-        size_args = _size_args(arm, settings, runs.get("size", {}).get(seed))
-        runs[arm][seed] = _train_or_reuse(folder, arm, seed, {**common, **size_args}, f"[{i}/{len(plan)}]")
+    steps = [(arm, seed) for seed in plan.seeds for arm in plan.order()]
+    runs: dict[str, dict[int, dict]] = {arm.name: {} for arm in plan.arms}  # report order: as given
+    for i, (arm, seed) in enumerate(steps, 1):
+        args = plan.run_args(arm, runs.get("size", {}).get(seed))
+        run = _train_or_reuse(folder, arm, seed, args, plan, f"[{i}/{len(steps)}]")
+        if arm.uniform:
+            run["uniform_weight"] = run["args"]["size_weights"][0]
+        runs[arm.name][seed] = run
 
-    report = summarise(runs, arms, seeds, common, settings)
+    report = summarise(
+        runs, plan.seeds, definitions={a.name: a.describe() for a in plan.arms}, common_args=plan.common,
+        size_settings=plan.settings.as_args(), last_epochs=plan.last_epochs,
+    )
     write_report(report, folder)
-    LOGGER.info(f"{PREFIX} report in {folder / 'comparison.md'}, {folder / 'comparison.png'}, {folder / 'comparison.json'}")
+    outputs = ", ".join(str(folder / f"comparison.{ext}") for ext in ("md", "png", "json"))
+    LOGGER.info(f"{PREFIX} report in {outputs}")
     return report
 
 
-def _size_args(arm: str, settings: SizeSettings, size_run: dict | None) -> dict:
-    if arm == "stock":
-        return {}
-    if arm == "uniform":
-        c = size_run["mean_fg_weight"]
-        return {**settings.as_args(), "size_weights": [c, c, c], "size_norm": False}
-    return {**settings.as_args(), "size_norm": arm == "size_norm"}
-
-
-def _train_or_reuse(folder: Path, arm: str, seed: int, args: dict, step: str) -> dict:
-    run_dir = folder / f"{arm}-seed{seed}"
-    expected = {**args, "seed": seed}
-    if _finished(run_dir, expected):
-        LOGGER.info(f"{PREFIX} {step} {arm} seed {seed}: finished earlier, reused {run_dir}")
-        return _read_run(run_dir)
+def _train_or_reuse(folder: Path, arm: Arm, seed: int, args: dict, plan: Plan, step: str) -> dict:
+    run_dir = folder / f"{arm.name}-seed{seed}"
+    what = f"{PREFIX} {step} {arm.name} seed {seed}"
+    if _finished(run_dir, {**args, "seed": seed}, arm.trainer):
+        LOGGER.info(f"{what}: finished earlier, reused {run_dir}")
+        return read_run(run_dir, plan.last_epochs)
     if run_dir.exists():
-        LOGGER.info(f"{PREFIX} {step} {arm} seed {seed}: unfinished run in {run_dir}, training it again")
+        LOGGER.info(f"{what}: unfinished run in {run_dir}, training it again")
         shutil.rmtree(run_dir)
-    LOGGER.info(f"{PREFIX} {step} {arm} seed {seed}: training ...")
+    LOGGER.info(f"{what}: training ...")
     t0 = time.time()
-    if arm == "stock":
-        from ultralytics import YOLO as Trainee
+    if arm.trainer == "stock":
+        from ultralytics import YOLO
+
+        from .trainer import observe_assignment
+
+        trainee = YOLO(args["model"])
+        observe_assignment(trainee, plan.settings)  # size_diagnostics.csv; the training stays stock
     else:
-        from .model import YOLO as Trainee
-    Trainee(args["model"]).train(**{k: v for k, v in args.items() if k != "model"}, seed=seed,
-                                 project=str(folder), name=run_dir.name, exist_ok=True)
-    run = _read_run(run_dir)
-    LOGGER.info(f"{PREFIX} {step} {arm} seed {seed}: done in {time.time() - t0:.0f} s, "
-                + ", ".join(f"{k} {run['metrics'][k]:.4f}" for k in METRICS))
+        from .model import YOLO
+
+        trainee = YOLO(args["model"])
+    trainee.train(**{k: v for k, v in args.items() if k != "model"}, seed=seed, project=str(folder),
+                  name=run_dir.name, exist_ok=True)
+    run = read_run(run_dir, plan.last_epochs)
+    metrics = ", ".join(f"{k} {'n/a' if v is None else format(v, '.4f')}" for k, v in run["metrics"].items())
+    LOGGER.info(f"{what}: done in {time.time() - t0:.0f} s, {metrics}")
     return run
 
 
-def _finished(run_dir: Path, expected: dict) -> bool:
+def _finished(run_dir: Path, expected: dict, trainer: str) -> bool:
     """A run that trained all its epochs with the expected settings; other settings in the same folder are refused."""
     args_file, csv_file = run_dir / "args.yaml", run_dir / "results.csv"
-    if not (args_file.exists() and csv_file.exists()):
+    if not args_file.exists():
         return False
     args = yaml.safe_load(args_file.read_text())
     different = {  # model and data are resolved to paths, None-valued keys (size_input_thresholds) by the trainer
         k: (args.get(k), v) for k, v in expected.items()
         if k not in ("model", "data") and v is not None and _differs(args.get(k), v)
     }
+    if trainer == "stock":  # a size-adaptive run records its size keys; Ultralytics' own trainer has none
+        different.update({k: (v, None) for k, v in args.items() if k.startswith("size_")})
     if different:
         raise ValueError(
             f"{run_dir} holds a run with other settings {different} (recorded, requested); choose another "
             f"name= for this comparison or remove that folder"
         )
+    if not csv_file.exists():
+        return False
     rows = _rows(csv_file)
-    return len(rows) >= int(args.get("epochs", 0)) and any((run_dir / "weights" / w).exists() for w in ("best.pt", "last.pt"))
+    weights = any((run_dir / "weights" / w).exists() for w in ("best.pt", "last.pt"))
+    return len(rows) >= int(args.get("epochs", 0)) and weights
 
 
 def _differs(recorded, requested) -> bool:
@@ -183,112 +463,51 @@ def _differs(recorded, requested) -> bool:
 
 def _rows(csv_file: Path) -> list[dict[str, str]]:
     with open(csv_file, encoding="utf-8") as f:
-        return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
 
 
-def _read_run(run_dir: Path) -> dict:
-    rows = _rows(run_dir / "results.csv")
-    weights = [float(r["size/mean_fg_weight"]) for r in rows if r.get("size/mean_fg_weight")]
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _mean(xs: Sequence[float]) -> float:
+    """Mean of the finite values; NaN when there are none (a bucket without objects in every epoch)."""
+    xs = [x for x in xs if math.isfinite(x)]
+    return statistics.fmean(xs) if xs else math.nan
+
+
+def read_run(run_dir: Path, last_epochs: int = DEFAULT_LAST_EPOCHS) -> dict:
+    """A run's numbers: its mean over its last ``last_epochs`` validated epochs (all when it has fewer).
+
+    Returns a dict with ``metrics`` ({label: float, or ``None`` where COCO wrote -1: no objects of that size in the
+    validation set}; labels of ``METRICS`` that the run has), ``diagnostics`` (the ``size/*`` columns of
+    ``results.csv``, or of ``size_diagnostics.csv`` for a stock run, over the same epochs; NaN where undefined),
+    ``epochs`` (those averaged), ``mean_fg_weight`` (over all epochs: the ``uniform`` constant), ``args``, ``folder``.
+    """
+    run_dir = Path(run_dir)
+    rows = [r for r in _rows(run_dir / "results.csv") if math.isfinite(_number(r.get(VALIDATED)))]
+    last = rows[-last_epochs:]
+    metrics = {}
+    for label, col in METRICS.items():
+        values = [_number(r.get(col)) for r in last]
+        if last and all(math.isfinite(x) for x in values):
+            metrics[label] = None if any(x < 0 for x in values) else statistics.fmean(values)
+    epochs = [int(_number(r.get("epoch"))) for r in last]
+    size_rows = {int(_number(r.get("epoch"))): r for r in rows if "size/fg_small" in r}
+    observed = run_dir / "size_diagnostics.csv"
+    if not size_rows and observed.exists():
+        size_rows = {int(_number(r.get("epoch"))): r for r in _rows(observed)}
+    diag_rows = [size_rows[e] for e in epochs if e in size_rows]
+    columns = [c for c in (diag_rows[0] if diag_rows else {}) if c.startswith("size/")]
+    weights = [_number(r.get("size/mean_fg_weight")) for r in rows if r.get("size/mean_fg_weight")]
     return {
         "folder": str(run_dir),
-        "metrics": {k: float(rows[-1][col]) for k, col in METRICS.items()},
+        "epochs": epochs,
+        "metrics": metrics,
+        "diagnostics": {c: _mean([_number(r.get(c)) for r in diag_rows]) for c in columns},
         "mean_fg_weight": statistics.fmean(weights) if weights else None,
-        "fg_shares": {s: float(rows[-1][f"size/fg_{s}"]) for s in ("small", "medium", "large")} if weights else None,
         "args": yaml.safe_load((run_dir / "args.yaml").read_text()),
     }
-
-
-def _mean_std(xs: Sequence[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
-
-
-def summarise(runs: dict, arms: Sequence[str], seeds: Sequence[int], common: dict, settings: SizeSettings) -> dict:
-    """Means, spreads and paired differences to ``stock`` of every arm."""
-    out = {"seeds": list(seeds), "arms": {}, "common_args": common, "size_settings": settings.as_args()}
-    for arm in arms:
-        per_seed = {s: runs[arm][s]["metrics"] for s in seeds}
-        entry = {
-            "runs": {str(s): runs[arm][s] for s in seeds},
-            "metrics": {k: _mean_std([per_seed[s][k] for s in seeds]) for k in METRICS},
-        }
-        if arm != "stock":
-            entry["diff_to_stock"] = {
-                k: _mean_std([per_seed[s][k] - runs["stock"][s]["metrics"][k] for s in seeds]) for k in METRICS
-            }
-        if arm == "uniform":
-            entry["uniform_weight"] = {str(s): runs["size"][s]["mean_fg_weight"] for s in seeds}
-        out["arms"][arm] = entry
-    return out
-
-
-def _fmt(ms: dict, signed: bool = False) -> str:
-    return f"{ms['mean']:+.4f} ± {ms['std']:.4f}" if signed else f"{ms['mean']:.4f} ± {ms['std']:.4f}"
-
-
-def markdown(report: dict) -> str:
-    """The report as markdown: metrics per arm, then paired differences to stock."""
-    seeds, arms = report["seeds"], report["arms"]
-    args = report["common_args"]
-    head = "| arm | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS) + "\n"
-    lines = [
-        f"# Size-adaptive loss: comparison over {len(seeds)} seeds ({', '.join(map(str, seeds))})",
-        "",
-        f"model `{args['model']}`, data `{args['data']}`, epochs {args.get('epochs', '(default)')}, "
-        f"imgsz {args.get('imgsz', '(default)')}; size settings {report['size_settings']}. "
-        "Metrics of each run's last epoch (COCO mAP; small/medium/large by area in original px), mean ± sample std "
-        "over seeds.",
-        "",
-        head + "".join(f"| {arm} | " + " | ".join(_fmt(arms[arm]["metrics"][k]) for k in METRICS) + " |\n" for arm in arms),
-    ]
-    others = [a for a in arms if a != "stock"]
-    if others:
-        lines += [
-            "Paired difference to `stock` (same seed; mean ± std of the per-seed differences):",
-            "",
-            head + "".join(f"| {arm} | " + " | ".join(_fmt(arms[arm]["diff_to_stock"][k], True) for k in METRICS)
-                           + " |\n" for arm in others),
-        ]
-    if "uniform" in arms:
-        weights = arms["uniform"]["uniform_weight"]
-        lines += ["`uniform` constant per seed (mean weight of the `size` run's foreground anchors): "
-                  + ", ".join(f"seed {s}: {w:.4f}" for s, w in weights.items()), ""]
-    diffs = [(f"{arm} {k}", d) for arm in others for k, d in arms[arm]["diff_to_stock"].items()]
-    noisy = [name for name, d in diffs if len(seeds) < 2 or abs(d["mean"]) <= 2 * d["std"]]
-    verdict = (
-        "Every difference here is more than two standard deviations from zero." if not noisy
-        else "Every difference here is within about two standard deviations of zero: no evidence either way."
-        if len(noisy) == len(diffs) else f"Within about two standard deviations of zero here: {', '.join(noisy)}."
-    )
-    lines += [
-        "Reading: a difference is only evidence when it is large against its spread over seeds. " + verdict
-        + " `size - uniform` isolates the re-balancing between sizes from the larger overall loss gain.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def write_report(report: dict, folder: Path) -> None:
-    """Write ``comparison.md``, ``comparison.json`` and the ``comparison.png`` bar chart into ``folder``."""
-    (folder / "comparison.md").write_text(markdown(report), encoding="utf-8")
-    (folder / "comparison.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = ["mAP small", "mAP medium", "mAP large", "mAP50-95"]
-    arms = list(report["arms"])
-    width = 0.8 / len(arms)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, arm in enumerate(arms):
-        ms = [report["arms"][arm]["metrics"][k] for k in keys]
-        ax.bar([j + (i - (len(arms) - 1) / 2) * width for j in range(len(keys))], [m["mean"] for m in ms], width,
-               yerr=[m["std"] for m in ms], capsize=3, label=arm)
-    ax.set_xticks(range(len(keys)), keys)
-    ax.set_ylabel("COCO mAP (last epoch)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"mAP by object size, mean ± std over {len(report['seeds'])} seeds")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "comparison.png", dpi=120)
-    plt.close(fig)

@@ -1,9 +1,11 @@
-"""yolo-sa compare at toy size: every arm and seed in the table, chart and JSON; the uniform constant; reuse."""
+"""yolo-sa compare at toy size: user-defined arms, progress, tables with 95 % intervals, diagnostics per arm, chart,
+JSON, reuse; the stock arm trains exactly as plain Ultralytics; bad arms are refused before anything trains."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import statistics
@@ -13,88 +15,268 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY_DEMO
-from size_adaptive.compare import markdown, parse_arms, parse_seeds
+
+from size_adaptive.compare import (
+    check_args,
+    compare,
+    load_arms,
+    parse_last_epochs,
+    parse_seeds,
+    read_run,
+)
+from size_adaptive.diagnostics import ASSIGNMENT_COLUMNS, FG_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS, SEEDS = ("stock", "size", "uniform", "size_norm"), (0, 1)
+ARMS, SEEDS, EPOCHS = ("stock", "size", "uniform", "box_dfl"), (0, 1), 2
+ARMS_YAML = """\
+stock:
+  trainer: stock
+size:
+uniform:
+box_dfl:
+  size_terms: box,dfl
+"""
+METRICS = ("mAP50-95", "mAP50", "mAP small", "mAP medium", "mAP large")
+ENV = {**os.environ, "YOLO_SA_DEMO_SIZE": ",".join(map(str, TINY_DEMO))}
+TRAIN = {"epochs": EPOCHS, "imgsz": 64, "batch": 4, "device": "cpu", "plots": False}
 
 
-def _compare(folder: Path) -> str:
-    env = {**os.environ, "YOLO_SA_DEMO_SIZE": ",".join(map(str, TINY_DEMO))}
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _compare(folder: Path, arms: Path) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "size_adaptive", "compare", "model=yolo11n.yaml", "data=demo", "epochs=1", "imgsz=64",
-         "batch=4", "device=cpu", "plots=False", f"seeds={len(SEEDS)}", f"arms={','.join(ARMS)}",
+        [sys.executable, "-m", "size_adaptive", "compare", "model=yolo11n.yaml", "data=demo",
+         *(f"{k}={v}" for k, v in TRAIN.items()), f"seeds={len(SEEDS)}", f"arms={arms}",
          f"project={folder.parent}", f"name={folder.name}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        check=False, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    return _plain(proc.stdout + proc.stderr)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("compare") / "toy"
-    return folder, _compare(folder)
+    root = tmp_path_factory.mktemp("compare")
+    arms = root / "arms.yaml"
+    arms.write_text(ARMS_YAML)
+    folder = root / "toy"
+    return folder, _compare(folder, arms), arms
+
+
+@pytest.fixture(scope="module")
+def report(comparison):
+    return json.loads((comparison[0] / "comparison.json").read_text())
 
 
 def test_progress_is_shown_per_run(comparison):
-    _, log = comparison
+    _, log, _ = comparison
     n = len(ARMS) * len(SEEDS)
     for i, (seed, arm) in enumerate(((s, a) for s in SEEDS for a in ARMS), 1):
         assert f"compare: [{i}/{n}] {arm} seed {seed}: training ..." in log
-        assert re.search(rf"compare: \[{i}/{n}\] {arm} seed {seed}: done in \d+ s, mAP50-95 ", log)
+        assert re.search(rf"compare: \[{i}/{n}\] {arm} seed {seed}: done in \d+ s, mAP50-95 \d\.\d{{4}}, ", log)
 
 
-def test_table_chart_and_json_hold_every_arm_and_seed(comparison):
-    folder, _ = comparison
+def test_tables_hold_every_arm_with_intervals_to_the_first_arm(comparison):
+    folder, _, _ = comparison
     table = (folder / "comparison.md").read_text()
     for arm in ARMS:
-        assert re.search(rf"^\| {arm} \| \d\.\d{{4}} ± \d\.\d{{4}} \|", table, re.M)
-    assert "Paired difference to `stock`" in table
-    report = json.loads((folder / "comparison.json").read_text())
-    assert report["seeds"] == list(SEEDS) and list(report["arms"]) == list(ARMS)
-    for arm in ARMS:
-        runs = report["arms"][arm]["runs"]
-        assert sorted(runs) == [str(s) for s in SEEDS]
-        for seed, run in runs.items():
-            assert run["args"]["seed"] == int(seed) and run["args"]["epochs"] == 1  # resolved settings of the run
-        if arm != "stock":
-            assert set(report["arms"][arm]["diff_to_stock"]) == {"mAP50-95", "mAP50", "mAP small", "mAP medium", "mAP large"}
-    assert report["arms"]["size_norm"]["runs"]["0"]["args"]["size_norm"] is True
-    assert "size_weights" not in report["arms"]["stock"]["runs"]["0"]["args"]  # Ultralytics' own trainer
+        assert re.search(rf"^\| {arm} \| \d\.\d{{4}} ± \d\.\d{{4}} \|", table, re.MULTILINE)
+    assert "Paired difference to `stock`" in table and "mean [95 % CI]" in table
+    for arm in ARMS[1:]:
+        assert re.search(rf"^\| {arm} \| [+-]\d\.\d{{4}} \[[+-]\d\.\d{{4}}, [+-]\d\.\d{{4}}\] \|", table, re.MULTILINE)
+    assert "| box_dfl | size | size_terms=box,dfl |" in table
+    assert "last 5 validated epochs" in table and "two standard deviations" not in table
     png = (folder / "comparison.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_uniform_constant_is_the_size_arms_recorded_mean_weight(comparison):
-    folder, _ = comparison
+def test_json_holds_every_run_its_args_and_the_differences_with_ci95(comparison, report):
+    assert report["seeds"] == list(SEEDS) and list(report["arms"]) == list(ARMS) and report["baseline"] == "stock"
+    assert report["metrics"] == list(METRICS) and report["last_epochs"] == 5
+    for arm in ARMS:
+        entry = report["arms"][arm]
+        assert sorted(entry["runs"]) == [str(s) for s in SEEDS]
+        for seed, run in entry["runs"].items():
+            assert run["args"]["seed"] == int(seed) and run["args"]["epochs"] == EPOCHS  # resolved settings
+            assert run["epochs"] == [1, 2]  # fewer epochs than last_epochs: all of them
+            rows = _rows(Path(run["folder"]) / "results.csv")
+            mean = statistics.fmean(float(r["metrics/mAP50(B)"]) for r in rows)
+            assert run["metrics"]["mAP50"] == pytest.approx(mean)
+        if arm != "stock":
+            for k in METRICS:
+                d = entry["diff_to_baseline"][k]
+                assert d["n"] == len(SEEDS) and len(d["ci95"]) == 2 and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+                per_seed = [entry["runs"][str(s)]["metrics"][k] - report["arms"]["stock"]["runs"][str(s)]["metrics"][k]
+                            for s in SEEDS]
+                assert d["mean"] == pytest.approx(statistics.fmean(per_seed), abs=1e-12)
+    assert report["arms"]["box_dfl"]["runs"]["0"]["args"]["size_terms"] == ["box", "dfl"]
+    assert report["arms"]["size"]["runs"]["0"]["args"]["size_terms"] == ["cls", "box", "dfl"]
+    assert "size_weights" not in report["arms"]["stock"]["runs"]["0"]["args"]  # Ultralytics' own trainer
+    assert {a: report["arms"][a]["definition"]["trainer"] for a in ARMS} == {
+        "stock": "stock", "size": "size", "uniform": "size", "box_dfl": "size"}
+
+
+def test_diagnostics_per_arm_include_the_stock_arm(comparison, report):
+    folder, _, _ = comparison
+    stock = report["arms"]["stock"]["diagnostics"]
+    assert set(stock) == {*FG_COLUMNS, *ASSIGNMENT_COLUMNS}  # observed: no fg weight
+    per_seed = [_rows(folder / f"stock-seed{s}" / "size_diagnostics.csv") for s in SEEDS]
+    expected = statistics.fmean(statistics.fmean(float(r["size/pos_per_gt_medium"]) for r in rows) for rows in per_seed)
+    assert stock["size/pos_per_gt_medium"] == pytest.approx(expected, rel=1e-9)
+    assert 0 < stock["size/pos_per_gt_medium"] and 0 <= stock["size/unassigned_small"] <= 1
+    for arm in ARMS[1:]:
+        size = report["arms"][arm]["diagnostics"]
+        assert set(size) == {*FG_COLUMNS, "size/mean_fg_weight", *ASSIGNMENT_COLUMNS}
+        assert sum(size[c] for c in FG_COLUMNS) == pytest.approx(1.0, abs=1e-4)
+    table = (folder / "comparison.md").read_text()
+    assert re.search(r"^\| stock \| [\d.]+/[\d.]+/[\d.]+ \| n/a \| ", table, re.MULTILINE)
+    assert re.search(r"^\| size \| [\d.]+/[\d.]+/[\d.]+ \| 1\.\d{3} \| ", table, re.MULTILINE)
+
+
+def test_uniform_constant_is_the_size_arms_recorded_mean_weight(comparison, report):
+    folder, _, _ = comparison
     for seed in SEEDS:
-        with open(folder / f"size-seed{seed}" / "results.csv") as f:
-            mean_weight = statistics.fmean(float(r["size/mean_fg_weight"]) for r in csv.DictReader(f))
+        rows = _rows(folder / f"size-seed{seed}" / "results.csv")
+        mean_weight = statistics.fmean(float(r["size/mean_fg_weight"]) for r in rows)
         args = yaml.safe_load((folder / f"uniform-seed{seed}" / "args.yaml").read_text())
         assert args["size_weights"] == pytest.approx([mean_weight] * 3, rel=1e-12) and args["size_norm"] is False
+        assert report["arms"]["uniform"]["uniform_weight"][str(seed)] == pytest.approx(mean_weight, rel=1e-12)
         assert 1.0 < mean_weight < 2.0
 
 
+def test_stock_arm_trains_exactly_as_plain_ultralytics(comparison, tmp_path):
+    folder, _, _ = comparison
+    recorded = yaml.safe_load((folder / "stock-seed0" / "args.yaml").read_text())
+    args = {**TRAIN, "data": recorded["data"], "save_json": True, "seed": 0, "project": str(tmp_path), "name": "plain"}
+    code = f"from ultralytics import YOLO; YOLO('yolo11n.yaml').train(**{args!r})"
+    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    plain, observed = _rows(tmp_path / "plain" / "results.csv"), _rows(folder / "stock-seed0" / "results.csv")
+    assert (folder / "stock-seed0" / "size_diagnostics.csv").exists()  # the stock arm was observed ...
+    assert not (tmp_path / "plain" / "size_diagnostics.csv").exists()
+    columns = [c for c in plain[0] if c != "time"]
+    assert [c for c in observed[0] if c != "time"] == columns and len(plain) == len(observed) == EPOCHS
+    assert [[r[c] for c in columns] for r in observed] == [[r[c] for c in columns] for r in plain]  # ... unchanged
+    # Not a tautology: the size arm of the same seed trains differently from the same start.
+    sized = _rows(folder / "size-seed0" / "results.csv")
+    assert [r["train/cls_loss"] for r in sized] != [r["train/cls_loss"] for r in plain]
+
+
+def test_folder_with_runs_of_other_settings_is_refused_before_training(comparison, monkeypatch):
+    folder, _, arms = comparison
+    monkeypatch.setenv("YOLO_SA_DEMO_SIZE", ",".join(map(str, TINY_DEMO)))
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        compare(model="yolo11n.yaml", data="demo", seeds=len(SEEDS), arms=str(arms), project=folder.parent,
+                name=folder.name, **{**TRAIN, "epochs": EPOCHS + 1})
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
 def test_finished_runs_are_reused(comparison):
-    folder, _ = comparison
+    folder, _, arms = comparison
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob("*-seed*/results.csv")}
-    log = _compare(folder)
+    log = _compare(folder, arms)
     assert log.count("finished earlier, reused") == len(ARMS) * len(SEEDS) and "training ..." not in log
     assert {p: p.stat().st_mtime_ns for p in folder.glob("*-seed*/results.csv")} == stamps
 
 
-@pytest.mark.parametrize("value, expected", [("stock,size", ("stock", "size")), ("size,uniform", ("stock", "size", "uniform"))])
-def test_arms_always_include_stock(value, expected):
-    assert parse_arms(value) == expected
+def test_unfinished_run_is_trained_again(comparison):
+    folder, _, arms = comparison
+    before = _rows(folder / "box_dfl-seed1" / "results.csv")
+    for w in (folder / "box_dfl-seed1" / "weights").iterdir():
+        w.unlink()
+    log = _compare(folder, arms)
+    assert "box_dfl seed 1: unfinished run" in log and log.count("training ...") == 1
+    after = _rows(folder / "box_dfl-seed1" / "results.csv")
+    assert [r["train/box_loss"] for r in after] == [r["train/box_loss"] for r in before]  # same seed, same run
 
 
-@pytest.mark.parametrize("value", ["stock,fancy", "uniform", ""])
-def test_bad_arms_are_refused(value):
-    with pytest.raises(ValueError, match="arms"):
-        parse_arms(value)
+def _write_run(folder: Path, rows: list[dict], diagnostics: list[dict] | None = None) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "args.yaml").write_text("epochs: 4\n")
+    for name, table in (("results.csv", rows), ("size_diagnostics.csv", diagnostics)):
+        if table:
+            with open(folder / name, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(table[0]))
+                writer.writeheader()
+                writer.writerows(table)
+    return folder
+
+
+def test_run_numbers_are_means_over_the_last_epochs_without_minus_one_buckets(tmp_path):
+    rows = [{"epoch": e, "metrics/mAP50-95(B)": 0.1 * e, "metrics/mAP50(B)": 0.2 * e, "metrics/mAP_small(B)": 0.01 * e,
+             "metrics/mAP_large(B)": -1, "size/fg_small": 0.1 * e, "size/mean_fg_weight": 1.5,
+             "size/unassigned_large": "nan" if e < 4 else 0.5} for e in (1, 2, 3, 4)]
+    run = read_run(_write_run(tmp_path / "size-seed0", rows), last_epochs=2)
+    assert run["epochs"] == [3, 4]
+    # -1: no large objects in the validation set (None, not averaged); no medium column: absent
+    assert run["metrics"].pop("mAP large") is None
+    assert run["metrics"] == pytest.approx({"mAP50-95": 0.35, "mAP50": 0.7, "mAP small": 0.035}, abs=1e-12)
+    assert run["diagnostics"]["size/fg_small"] == pytest.approx(0.35)
+    assert run["diagnostics"]["size/unassigned_large"] == pytest.approx(0.5)  # a NaN epoch is skipped
+    assert run["mean_fg_weight"] == 1.5
+    assert read_run(tmp_path / "size-seed0", last_epochs=10)["epochs"] == [1, 2, 3, 4]
+
+
+def test_stock_run_diagnostics_come_from_size_diagnostics_csv_for_the_same_epochs(tmp_path):
+    rows = [{"epoch": e, "metrics/mAP50-95(B)": 0.1, "metrics/mAP50(B)": 0.2} for e in (1, 2, 3)]
+    diag = [{"epoch": e, "size/fg_small": 0.1 * e, "size/pos_per_gt_small": "nan"} for e in (1, 2, 3)]
+    run = read_run(_write_run(tmp_path / "stock-seed0", rows, diag), last_epochs=2)
+    assert run["diagnostics"]["size/fg_small"] == pytest.approx(0.25)
+    assert math.isnan(run["diagnostics"]["size/pos_per_gt_small"])
+    assert run["mean_fg_weight"] is None
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("stock,size", ["stock", "size"]), ("size,uniform", ["stock", "size", "uniform"]),
+    (("size_norm", "stock"), ["stock", "size_norm"]),
+])
+def test_built_in_arm_lists_always_start_with_stock(value, expected):
+    assert list(load_arms(value)) == expected
+
+
+def test_arms_file_order_is_kept_and_its_first_arm_is_the_baseline(tmp_path):
+    path = tmp_path / "arms.yaml"
+    path.write_text("size:\nstock:\nwide:\n  trainer: stock\n  imgsz: 96\n")
+    plan = check_args(arms=str(path), size_weights=[3, 2, 1])
+    assert [(a.name, a.trainer, a.builtin) for a in plan.arms] == [
+        ("size", "size", True), ("stock", "stock", True), ("wide", "stock", False)]
+    assert plan.run_args(plan.arms[0])["size_weights"] == [3.0, 2.0, 1.0]  # shared size keys reach size arms
+    assert "size_weights" not in plan.run_args(plan.arms[2]) and plan.run_args(plan.arms[2])["imgsz"] == 96
+
+
+def test_arm_size_keys_win_over_the_shared_ones():
+    plan = check_args(arms={"stock": None, "mine": {"size_norm": True}}, size_weights="3,2,1", size_terms="box")
+    args = plan.run_args(plan.arms[1])
+    assert args["size_weights"] == [3.0, 2.0, 1.0] and args["size_terms"] == ["box"] and args["size_norm"] is True
+    plan = check_args(arms={"stock": None, "mine": {"size_terms": "cls"}}, size_terms="box")
+    assert plan.run_args(plan.arms[1])["size_terms"] == ["cls"]
+
+
+def test_uniform_trains_after_the_size_run_it_needs():
+    plan = check_args(arms={"uniform": None, "stock": None, "size": None})
+    assert [a.name for a in plan.order()] == ["stock", "size", "uniform"]
+    assert plan.arms[0].name == "uniform"  # still the baseline of the report
+
+
+def test_study_file_defines_the_planned_arms():
+    plan = check_args(arms=str(REPO / "cfg" / "study.yaml"), model="yolo11n.yaml", data="demo", epochs=40, imgsz=256,
+                      batch=16, nbs=16, warmup_epochs=1, plots=False, seeds=3)
+    arms = {a.name: a for a in plan.arms}
+    assert list(arms) == ["stock", "size", "size_norm", "box_dfl", "inverted_norm"]
+    assert arms["stock"].trainer == "stock" and arms["size"].builtin
+    assert arms["size_norm"].size["size_norm"] is True and arms["box_dfl"].size["size_terms"] == ["box", "dfl"]
+    assert arms["inverted_norm"].size["size_weights"] == [1.0, 1.5, 2.0] and arms["inverted_norm"].size["size_norm"]
+    assert "arms=cfg/study.yaml" in (REPO / "cfg" / "study.yaml").read_text()
 
 
 @pytest.mark.parametrize("value, expected", [(3, (0, 1, 2)), ("4,7", (4, 7)), ((1,), (1,))])
@@ -108,31 +290,123 @@ def test_bad_seeds_are_refused(value):
         parse_seeds(value)
 
 
-def test_markdown_flags_differences_within_noise():
-    ms = lambda m, s: {"mean": m, "std": s, "n": 3}  # noqa: E731
-    metrics = {k: ms(0.2, 0.01) for k in ("mAP50-95", "mAP50", "mAP small", "mAP medium", "mAP large")}
-    report = {
-        "seeds": [0, 1, 2], "common_args": {"model": "m.yaml", "data": "d.yaml", "epochs": 1, "imgsz": 64},
-        "size_settings": {}, "arms": {
-            "stock": {"metrics": metrics},
-            "size": {"metrics": metrics, "diff_to_stock": {**{k: ms(0.05, 0.01) for k in metrics}, "mAP large": ms(0.01, 0.02)}},
-        },
-    }
-    text = markdown(report)
-    assert "Within about two standard deviations of zero here: size mAP large." in text
-    assert "| size | +0.0500 ± 0.0100 |" in text
+@pytest.mark.parametrize("value", [0, -1, 2.5, "5", True])
+def test_bad_last_epochs_are_refused(value):
+    with pytest.raises(ValueError, match="last_epochs: expected a whole number of epochs >= 1"):
+        parse_last_epochs(value)
 
 
-def test_compare_refuses_bad_arguments_before_training(tmp_path, capsys):
+# (id, arms file text or None for a missing file, fragments of the message)
+REFUSED = [
+    ("unknown key", "stock:\nfast:\n  lr00: 0.02\n", ["arm 'fast'", "key 'lr00'", "Similar keys: lr0=0.01"]),
+    ("unknown size key", "stock:\nw:\n  size_wieghts: [1, 1, 1]\n", ["arm 'w'", "key 'size_wieghts'", "size_weights"]),
+    ("bad size value", "stock:\nw:\n  size_weights: [1, 2]\n",
+     ["arm 'w'", "key 'size_weights'", "expected 3", "got [1, 2]"]),
+    ("bad size term", "stock:\nw:\n  size_terms: box,iou\n", ["arm 'w'", "key 'size_terms'", "'iou' is not a term"]),
+    ("bad Ultralytics type", "stock:\nfast:\n  lr0: quick\n", ["arm 'fast'", "key 'lr0'", "got 'quick'", "float"]),
+    ("bad Ultralytics range", "stock:\nshort:\n  epochs: 0\n", ["arm 'short'", "key 'epochs'", "got 0", ">= 1"]),
+    ("bad trainer", "stock:\nx:\n  trainer: yolo\n",
+     ["arm 'x'", "key 'trainer'", "['stock', 'size']", "trainer='yolo'"]),
+    ("size keys on stock", "stock:\np2:\n  trainer: stock\n  size_norm: true\n",
+     ["arm 'p2'", "key 'size_norm'", "trainer: stock", "got size_norm=True"]),
+    *((f"per-run {k}", f"stock:\nx:\n  {k}: {v}\n", ["arm 'x'", f"key '{k}'", "compare sets it for each run", "got"])
+      for k, v in (("seed", 3), ("project", "p"), ("name", "n"), ("exist_ok", "true"), ("resume", "true"))),
+    ("own data", "stock:\nx:\n  data: coco8.yaml\n", ["arm 'x'", "key 'data'", "shared by every arm", "coco8.yaml"]),
+    ("no validation", "stock:\nx:\n  val: false\n", ["arm 'x'", "key 'val'", "expected True", "got val=False"]),
+    ("empty file", "", ["arms: expected a YAML mapping", "empty file"]),
+    ("empty mapping", "{}\n", ["arms: expected at least 2 arms", "empty mapping"]),
+    ("list of arms", "- stock\n- size\n", ["arms: expected a mapping of arm names", "got list"]),
+    ("arm not a mapping", "stock: [1, 2]\nsize:\n", ["arm 'stock'", "expected a mapping of training keys", "[1, 2]"]),
+    ("not YAML", "stock: [\n", ["arms: cannot read", "expected a readable YAML file"]),
+    ("missing file", None, ["arms: cannot read", "No such file"]),
+    ("one arm", "stock:\n", ["arms: expected at least 2 arms", "got ['stock']"]),
+    ("unsafe name", "stock:\n'a/b':\n  lr0: 0.02\n", ["arm 'a/b'", "letters, digits", "got 'a/b'"]),
+    ("dot name", "stock:\n'..':\n", ["arm '..'", "letters, digits"]),
+    ("uniform without size", "stock:\nuniform:\n", ["arm 'uniform'", "'size' arm", "got arms ['stock', 'uniform']"]),
+]
+
+
+def _arms_file(tmp_path: Path, text: str | None) -> Path:
+    path = tmp_path / "arms.yaml"
+    if text is not None:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, fragments", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_bad_arms_are_refused_by_the_cli_before_anything_is_created(tmp_path, capsys, text, fragments):
+    from size_adaptive.cli import main
+
+    arms, project = _arms_file(tmp_path, text), tmp_path / "project"
+    project.mkdir()
+    assert main(["compare", f"arms={arms}", f"project={project}", "epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("yolo-sa: error: ") and all(f in err for f in fragments), err
+    assert not any(project.iterdir())
+
+
+@pytest.mark.parametrize("text, fragments", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_bad_arms_are_refused_by_compare_before_anything_is_created(tmp_path, text, fragments):
+    arms, project = _arms_file(tmp_path, text), tmp_path / "project"
+    project.mkdir()
+    try:  # a mapping as a dict, everything else as the file
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        value = None
+    for given in ([value] if isinstance(value, dict) else []) + [str(arms)]:
+        with pytest.raises(ValueError) as e:
+            compare(model="yolo11n.yaml", data="demo", seeds=2, arms=given, project=project, name="cmp", epochs=1)
+        assert all(f in str(e.value) for f in fragments), str(e.value)
+    assert not any(project.iterdir())
+
+
+def test_compare_refuses_bad_shared_arguments_before_training(tmp_path, capsys):
     from size_adaptive.cli import main
 
     assert main(["compare", "arms=stock,fancy", f"project={tmp_path}"]) == 2
-    assert "arms: expected" in capsys.readouterr().err
+    assert "arms: expected a comma-separated subset" in capsys.readouterr().err
+    assert main(["compare", "arms=size,sise", f"project={tmp_path}"]) == 2
+    assert "Did you mean 'size'?" in capsys.readouterr().err
     assert main(["compare", "seedz=3", f"project={tmp_path}"]) == 2
     assert "'seedz' is not a valid YOLO argument" in capsys.readouterr().err
     assert main(["compare", "size_weights=1,2", f"project={tmp_path}"]) == 2
+    assert "size_weights: expected 3" in capsys.readouterr().err
     assert main(["compare", "val=False", f"project={tmp_path}"]) == 2
     assert "val: expected True" in capsys.readouterr().err
     assert main(["compare", "seed=3", f"project={tmp_path}"]) == 2
     assert "seed: set by 'compare' for each run" in capsys.readouterr().err
+    assert main(["compare", "last_epochs=0", f"project={tmp_path}"]) == 2
+    assert "last_epochs: expected" in capsys.readouterr().err
+    assert main(["compare", "lr0=fast", f"project={tmp_path}"]) == 2
+    assert "lr0: expected a value that Ultralytics accepts" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r"lr00: expected an Ultralytics training key .* Similar keys: lr0=0.01"):
+        compare(arms="stock,size", project=tmp_path, lr00=0.02)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("model, data, mask_metric", [("yolo11n-seg.yaml", "demo-seg", "mask mAP50-95"),
+                                                      ("yolo26n-pose.yaml", "demo-pose", "pose mAP50-95"),
+                                                      ("yolo11n-obb.yaml", "demo-obb", None)])
+def test_compare_runs_per_task(tmp_path, model, data, mask_metric):
+    # A stock and a size arm of a segment, pose or OBB model, one seed: the size run trained with the task's size
+    # loss, the stock run recorded its assignment, the report carries the task's own mAP.
+    report = compare(model=model, data=data, seeds=1, arms="stock,size", project=tmp_path, name="task",
+                     **{**TRAIN, "epochs": 1})
+    assert list(report["arms"]) == ["stock", "size"] and "mAP50-95" in report["metrics"]
+    if mask_metric:
+        assert mask_metric in report["metrics"]
+    assert "mAP small" not in report["metrics"]  # Ultralytics gives per-size mAP for detect only
+    size_run = report["arms"]["size"]["runs"]["0"]
+    assert size_run["args"]["task"] == yaml.safe_load((tmp_path / "task" / "stock-seed0" / "args.yaml").read_text())["task"]
+    assert report["arms"]["size"]["diagnostics"]["size/mean_fg_weight"] > 1.0
+    assert report["arms"]["stock"]["diagnostics"]["size/pos_per_gt_large"] > 0  # observed stock assignment
+    assert (tmp_path / "task" / "stock-seed0" / "size_diagnostics.csv").is_file()
+
+
+@pytest.mark.parametrize("arms", ["stock,size", {"stock": None, "seg": {"model": "yolo11n-seg.yaml"}}])
+def test_demo_data_of_another_task_is_refused_before_anything_trains(tmp_path, arms):
+    model = "yolo11n-seg.yaml" if isinstance(arms, str) else "yolo11n.yaml"
+    with pytest.raises(ValueError, match="data: expected the demo data of a segment model, data=demo-seg"):
+        compare(model=model, data="demo", seeds=1, arms=arms, project=tmp_path, name="x", **TRAIN)
     assert not any(tmp_path.iterdir())
