@@ -60,7 +60,8 @@ def batch(boxes_px, imgsz: int, classes=None, image_idx=None) -> dict:
     }
 
 
-def task_batch(task: str, boxes_px, imgsz: int, image_idx, classes=None, angles=None, mask_size: int | None = None) -> dict:
+def task_batch(task: str, boxes_px, imgsz: int, image_idx, classes=None, angles=None,
+               mask_size: int | None = None) -> dict:
     """A batch of ``task`` (detect, segment, pose, obb) from xyxy px boxes, with what the task's loss reads.
 
     segment: overlapping-mask layout (bs, imgsz/4, imgsz/4), each object's box filled with its 1-based index in its
@@ -74,7 +75,8 @@ def task_batch(task: str, boxes_px, imgsz: int, image_idx, classes=None, angles=
         ms = mask_size or imgsz // 4
         masks, sem = torch.zeros(bs, ms, ms), torch.zeros(bs, ms, ms, dtype=torch.long)
         seen = [0] * bs
-        for (x1, y1, x2, y2), i, c in zip((boxes * ms / imgsz).round().long().tolist(), image_idx, b["cls"].view(-1).long()):
+        cells = (boxes * ms / imgsz).round().long().tolist()  # (n, 4) in mask px
+        for (x1, y1, x2, y2), i, c in zip(cells, image_idx, b["cls"].view(-1).long()):
             seen[i] += 1
             masks[i, y1:y2, x1:x2] = seen[i]
             sem[i, y1:y2, x1:x2] = c

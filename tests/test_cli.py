@@ -77,7 +77,7 @@ def test_demo_data_of_another_task_is_a_usage_error(capsys, tmp_path):
 def test_train_without_data_uses_the_demo_data_of_the_models_task():
     from size_adaptive.cli import _with_train_defaults
 
-    for model, keyword in (("yolo11n.yaml", "demo"), ("yolo11n-seg.yaml", "demo-seg"), ("yolo26n-pose.yaml", "demo-pose"),
-                           ("yolo11n-obb.yaml", "demo-obb")):
+    for model, keyword in (("yolo11n.yaml", "demo"), ("yolo11n-seg.yaml", "demo-seg"),
+                           ("yolo26n-pose.yaml", "demo-pose"), ("yolo11n-obb.yaml", "demo-obb")):
         assert _with_train_defaults(["train", f"model={model}"])[-1] == f"data={keyword}"
     assert not any(a.startswith("data=") for a in _with_train_defaults(["train", "model=yolo11n-cls.yaml"]))

@@ -398,7 +398,8 @@ def test_compare_runs_per_task(tmp_path, model, data, mask_metric):
         assert mask_metric in report["metrics"]
     assert "mAP small" not in report["metrics"]  # Ultralytics gives per-size mAP for detect only
     size_run = report["arms"]["size"]["runs"]["0"]
-    assert size_run["args"]["task"] == yaml.safe_load((tmp_path / "task" / "stock-seed0" / "args.yaml").read_text())["task"]
+    stock_args = yaml.safe_load((tmp_path / "task" / "stock-seed0" / "args.yaml").read_text())
+    assert size_run["args"]["task"] == stock_args["task"]
     assert report["arms"]["size"]["diagnostics"]["size/mean_fg_weight"] > 1.0
     assert report["arms"]["stock"]["diagnostics"]["size/pos_per_gt_large"] > 0  # observed stock assignment
     assert (tmp_path / "task" / "stock-seed0" / "size_diagnostics.csv").is_file()

@@ -182,7 +182,8 @@ def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, 
     _run("-c", INTERRUPTED, str(tmp_path), api, cfg, data)
     folder = tmp_path / "run"
     first = yaml.safe_load((folder / "args.yaml").read_text())
-    assert len(_rows(folder)) == 1 and first["size_weights"] == [3.0, 2.0, 1.0] and first["size_terms"] == ["box", "dfl"]
+    assert len(_rows(folder)) == 1
+    assert first["size_weights"] == [3.0, 2.0, 1.0] and first["size_terms"] == ["box", "dfl"]
     last = folder / "weights" / "last.pt"
     args = [f"resume={last}"] if how == "resume=path" else [f"model={last}", "resume=True"]
     log = _plain(_run("-m", "size_adaptive", "train", *args).stdout)

@@ -71,7 +71,8 @@ def test_size_norm_accepts_booleans_in_yolo_spellings(value, expected):
 
 @pytest.mark.parametrize(
     "value, expected",
-    [("box,dfl", ("box", "dfl")), ("dfl,CLS", ("cls", "dfl")), (["box"], ("box",)), ("[cls, box, dfl]", ("cls", "box", "dfl"))],
+    [("box,dfl", ("box", "dfl")), ("dfl,CLS", ("cls", "dfl")), (["box"], ("box",)),
+     ("[cls, box, dfl]", ("cls", "box", "dfl"))],
 )
 def test_size_terms_accept_command_line_and_list_spellings_in_canonical_order(value, expected):
     assert SizeSettings.from_dict({"size_terms": value}).terms == expected
