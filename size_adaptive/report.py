@@ -252,7 +252,8 @@ def _jsonable(x):
 
 def chart(report: dict, path: Path) -> None:
     """Write the chart: per-metric bars (mean ± std per arm) above the paired differences to the baseline with their
-    95 % intervals and a zero line. Metrics left out of the report (COCO -1) are left out here too."""
+    95 % intervals and a zero line, in % of the baseline's mean. Metrics left out of the report (COCO -1) are left out
+    here too."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,19 +280,22 @@ def chart(report: dict, path: Path) -> None:
     top.set_title(title)
     top.legend(fontsize="small")
     step = 0.8 / max(len(others), 1)
+    # Relative to the baseline's mean, so that metrics of different sizes (mAP small ~0.02, mAP large ~0.3) share
+    # one axis; the interval scales by the same constant, so whether it excludes zero does not change.
+    scale = {k: 100 / abs(report["arms"][baseline]["metrics"][k]["mean"] or math.nan) for k in metrics}
     for i, arm in enumerate(others):
         ds = [report["arms"][arm]["diff_to_baseline"][k] for k in metrics]
         x = [j + (i - (len(others) - 1) / 2) * step for j in range(len(metrics))]
-        err = [[d["mean"] - d["ci95"][0] if d["ci95"] else 0.0 for d in ds],
-               [d["ci95"][1] - d["mean"] if d["ci95"] else 0.0 for d in ds]]
-        bottom.errorbar(x, [d["mean"] for d in ds], yerr=err, fmt="o", capsize=4, color=colors[arm],
-                        label=f"{arm} - {baseline}")
+        mean = [d["mean"] * scale[k] for d, k in zip(ds, metrics)]
+        err = [[(d["mean"] - d["ci95"][0]) * scale[k] if d["ci95"] else 0.0 for d, k in zip(ds, metrics)],
+               [(d["ci95"][1] - d["mean"]) * scale[k] if d["ci95"] else 0.0 for d, k in zip(ds, metrics)]]
+        bottom.errorbar(x, mean, yerr=err, fmt="o", capsize=4, color=colors[arm], label=f"{arm} - {baseline}")
     bottom.axhline(0.0, color="0.3", linewidth=1)
     bottom.set_xticks(range(len(metrics)), metrics)
     bottom.set_xlim(top.get_xlim())
-    bottom.set_ylabel(f"difference to {baseline}")
-    bottom.set_title(f"paired difference to {baseline}: mean and 95 % CI (t, {n - 1} d.f.)" if n > 1
-                     else f"paired difference to {baseline} (1 seed: no interval)")
+    bottom.set_ylabel(f"% of {baseline}'s mean")
+    bottom.set_title(f"paired difference to {baseline}, in % of its mean: mean and 95 % CI (t, {n - 1} d.f.)"
+                     if n > 1 else f"paired difference to {baseline}, in % of its mean (1 seed: no interval)")
     if others:
         bottom.legend(fontsize="small")
     fig.tight_layout()
