@@ -11,10 +11,9 @@ Shapes and units (Ultralytics names):
     bs, n_max_boxes, num_anchors, num_classes
     gt_bucket      (bs, n_max_boxes) size bucket of each ground-truth box (padding rows: any)
     mask_gt        (bs, n_max_boxes, 1) 1 for real ground-truth boxes, 0 for padding
-    anchor_bucket  (bs, num_anchors) size bucket of each anchor's assigned box
     fg_mask        (bs, num_anchors) bool
     target_gt_idx  (bs, num_anchors) index of each anchor's assigned box in its image (any value on background)
-    target_scores  (bs, num_anchors, num_classes)
+    score          (bs, num_anchors) each anchor's target score (``weighting.anchor_scores``), 0 on background
     counts         (4, 3): rows ``OBJECTS``, ``UNASSIGNED``, ``POSITIVES``, ``SCORE``; columns small, medium, large
 """
 
@@ -44,31 +43,28 @@ def new_counts(device=None) -> torch.Tensor:
 def assignment_counts(
     gt_bucket: torch.Tensor,
     mask_gt: torch.Tensor,
-    anchor_bucket: torch.Tensor,
     fg_mask: torch.Tensor,
     target_gt_idx: torch.Tensor,
-    target_scores: torch.Tensor,
+    score: torch.Tensor,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Add one assignment's counts per size bucket to ``out`` (in place, no host sync) and return it.
 
     Rows: ``OBJECTS`` ground-truth objects; ``UNASSIGNED`` those with no positive anchor; ``POSITIVES`` positive
-    anchors, counted in their object's bucket; ``SCORE`` the sum of the positives' target scores.
+    anchors and ``SCORE`` the sum of their target scores, both counted in their object's bucket.
     """
     counts = new_counts(fg_mask.device) if out is None else out
-    fg = fg_mask.to(counts.dtype)  # (bs, num_anchors)
-    score = target_scores.sum(-1, dtype=counts.dtype) * fg  # (bs, num_anchors)
-    counts[SCORE].scatter_add_(0, anchor_bucket.flatten(), score.flatten())
     bs, n_max_boxes = gt_bucket.shape
     if n_max_boxes == 0:  # a static shape, not a value: no sync
         return counts
-    real = mask_gt.reshape(bs, n_max_boxes).to(counts.dtype)  # (bs, n_max_boxes)
-    pos = torch.zeros_like(real).scatter_add_(1, target_gt_idx.long(), fg)  # (bs, n_max_boxes) positives per object
-    gt_bucket = gt_bucket.flatten()
-    counts[OBJECTS].scatter_add_(0, gt_bucket, real.flatten())
-    counts[UNASSIGNED].scatter_add_(0, gt_bucket, (real * (pos == 0)).flatten())
-    counts[POSITIVES].scatter_add_(0, gt_bucket, (pos * real).flatten())
-    return counts
+    fg = fg_mask.to(counts.dtype)  # (bs, num_anchors)
+    per_anchor = torch.stack((fg, score.to(counts.dtype) * fg), -1)  # (bs, num_anchors, 2)
+    index = target_gt_idx.long().unsqueeze(-1).expand_as(per_anchor)  # (bs, num_anchors, 2)
+    per_gt = per_anchor.new_zeros(bs, n_max_boxes, 2).scatter_add_(1, index, per_anchor)  # positives, score sum
+    real = mask_gt.reshape(bs, n_max_boxes, 1).to(counts.dtype)  # (bs, n_max_boxes, 1)
+    per_gt = torch.cat((real, real * (per_gt[..., :1] == 0), per_gt * real), -1)  # (bs, n_max_boxes, 4) = rows
+    index = gt_bucket.reshape(1, -1).expand(4, -1)  # (4, bs * n_max_boxes)
+    return counts.scatter_add_(1, index, per_gt.reshape(-1, 4).T)
 
 
 def diagnostics(counts: torch.Tensor, weights: Sequence[float] | None = None) -> dict[str, float]:

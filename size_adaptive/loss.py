@@ -40,7 +40,7 @@ from ultralytics.utils.loss import (
 
 from .diagnostics import assignment_counts, new_counts
 from .settings import SizeSettings
-from .weighting import balance_weights, box_areas, bucket_weights, rotated_box_areas, size_buckets
+from .weighting import anchor_scores, balance_weights, box_areas, bucket_weights, rotated_box_areas, size_buckets
 
 
 class SizeAdaptiveLoss:
@@ -80,17 +80,19 @@ class SizeAdaptiveLoss:
         if "box" in terms or "dfl" in terms:
             self.bbox_loss = _AnchorWeightedBboxLoss(self.bbox_loss, self, box="box" in terms, dfl="dfl" in terms)
 
-    def weigh(self, gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx) -> torch.Tensor:
-        """Compute and record this call's (bs, num_anchors) anchor weights from the assigner's input and output.
+    def weigh(self, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx):
+        """Compute and record this call's (bs, num_anchors) anchor weights from the assigner's input and output,
+        and count the assignment per size bucket.
 
-        This is ``weighting.anchor_weights`` step by step (plus ``size_norm``), keeping the buckets to count them.
+        The weights are ``weighting.anchor_weights`` step by step (plus ``size_norm``).
         """
         bucket = size_buckets(self.box_areas(target_bboxes), self.size_thresholds)  # (bs, num_anchors)
         w = bucket_weights(bucket, fg_mask, self.size_weights)  # (bs, num_anchors)
+        score = anchor_scores(target_scores, target_labels)  # (bs, num_anchors)
         if self.settings.norm:
-            w = balance_weights(w, fg_mask, target_scores)
+            w = balance_weights(w, fg_mask, score)
         gt_bucket = size_buckets(self.box_areas(gt_bboxes), self.size_thresholds)  # (bs, n_max_boxes)
-        assignment_counts(gt_bucket, mask_gt, bucket, fg_mask, target_gt_idx, target_scores, out=self.size_counts)
+        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, out=self.size_counts)
         self.anchor_weights = w
         return w
 
@@ -113,8 +115,7 @@ class AfterAssign(nn.Module):
 
     def forward(self, *args, **kwargs):
         out = self.inner(*args, **kwargs)
-        _, target_bboxes, target_scores, fg_mask, target_gt_idx = out
-        self.hook(args[4], args[5], target_bboxes, target_scores, fg_mask, target_gt_idx)
+        self.hook(args[4], args[5], *out)  # gt_bboxes, mask_gt; target_labels, _bboxes, _scores, fg_mask, target_gt_idx
         return out
 
 

@@ -29,7 +29,7 @@ from .diagnostics import DIAGNOSTIC_COLUMNS, assignment_counts, describe, diagno
 from .loss import AfterAssign, build_criterion, counted_loss, size_losses
 from .settings import KEYS, SizeSettings, split_size_keys
 from .validator import SizeAdaptiveValidator
-from .weighting import BUCKET_NAMES, box_areas, rotated_box_areas, size_buckets
+from .weighting import BUCKET_NAMES, anchor_scores, box_areas, rotated_box_areas, size_buckets
 
 PREFIX = colorstr("size_adaptive:")
 DIAGNOSTICS_FILE = "size_diagnostics.csv"  # a stock run's assignment diagnostics (``observe_assignment``)
@@ -240,10 +240,10 @@ class _Observer:
         self.counts = new_counts(loss.device)
         loss.assigner = AfterAssign(loss.assigner, self)
 
-    def __call__(self, gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx):
-        bucket = size_buckets(self.area(target_bboxes), self.thresholds)
+    def __call__(self, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx):
         gt_bucket = size_buckets(self.area(gt_bboxes), self.thresholds)
-        assignment_counts(gt_bucket, mask_gt, bucket, fg_mask, target_gt_idx, target_scores, out=self.counts)
+        score = anchor_scores(target_scores, target_labels)
+        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, out=self.counts)
 
 
 def observe_assignment(model, settings: SizeSettings | None = None) -> None:

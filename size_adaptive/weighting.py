@@ -7,6 +7,8 @@ Shapes and units (Ultralytics names):
     num_anchors    anchor points over all strides: 84 at imgsz 64, 2100 at 320, 8400 at 640
     target_bboxes  (bs, num_anchors, 4) xyxy, px: the box the assigner matched to each anchor (OBB: (..., 5) xywhr)
     target_scores  (bs, num_anchors, num_classes): the assigner's soft labels, zero on background anchors
+    target_labels  (bs, num_anchors): the class of each anchor's assigned box (any class on background anchors)
+    score          (bs, num_anchors): each anchor's target score, its soft label for its own class, 0 on background
     fg_mask        (bs, num_anchors) bool: anchors matched to a ground-truth box
     weights        (bs, num_anchors)
     px             network-input pixels (after letterbox/resize); areas are px².
@@ -105,7 +107,22 @@ def anchor_weights(
     return bucket_weights(size_buckets(box_areas(target_bboxes), thresholds), fg_mask, weights)
 
 
-def balance_weights(weights: torch.Tensor, fg_mask: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+def anchor_scores(target_scores: torch.Tensor, target_labels: torch.Tensor) -> torch.Tensor:
+    """Each anchor's target score: ``target_scores.sum(-1)``, read from its own class (the others are 0).
+
+    Args:
+        target_scores: (bs, num_anchors, num_classes).
+        target_labels: (bs, num_anchors) class indices; out-of-range ones (the assigner's ``num_classes`` on a batch
+            without ground truth, where every score is 0) are clamped.
+
+    Returns:
+        (bs, num_anchors) float32.
+    """
+    labels = target_labels.long().clamp(0, target_scores.shape[-1] - 1).unsqueeze(-1)  # (bs, num_anchors, 1)
+    return target_scores.gather(-1, labels).squeeze(-1).float()
+
+
+def balance_weights(weights: torch.Tensor, fg_mask: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
     """``size_norm``: rescale the foreground weights so that their target-score-weighted sum is the stock one.
 
     Only the balance between objects changes: sum(score · weight) over the foreground anchors equals sum(score), the
@@ -115,12 +132,11 @@ def balance_weights(weights: torch.Tensor, fg_mask: torch.Tensor, target_scores:
     Args:
         weights: (bs, num_anchors) from ``bucket_weights``.
         fg_mask: (bs, num_anchors) bool.
-        target_scores: (bs, num_anchors, num_classes).
+        score: (bs, num_anchors) target scores (``anchor_scores``), 0 on background.
 
     Returns:
         (bs, num_anchors) weights.
     """
-    score = target_scores.sum(-1, dtype=torch.float32)  # (bs, num_anchors), 0 on background
     stock, weighted = score.sum(), (score * weights).sum()
     scale = torch.where(weighted > 0, stock / weighted, 1.0)  # () on the device
     return torch.where(fg_mask, weights * scale.to(weights.dtype), weights)

@@ -42,7 +42,8 @@ def settings(weights=(2.0, 1.5, 1.0), thresholds=(32.0, 96.0), norm=False, terms
 
 
 def capture_assignment(criterion) -> dict:
-    """Record the arguments of every call of ``criterion``'s assignment hook in the returned dict's ``args``."""
+    """Record the arguments of every call of ``criterion``'s assignment hook in the returned dict's ``args``:
+    (gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)."""
     captured, hook = {}, criterion.assigner.hook
     criterion.assigner.hook = lambda *a: (captured.__setitem__("args", a), hook(*a))[1]
     return captured

@@ -86,6 +86,12 @@ def test_assigner_output_is_unpacked_as_five_tensors_with_bboxes_scores_and_mask
     ]
 
 
+def test_assigner_returns_labels_boxes_scores_mask_and_gt_index_in_this_order():
+    source = inspect.getsource(TaskAlignedAssigner._forward)
+    assert "return target_labels, target_bboxes, target_scores, fg_mask.bool(), target_gt_idx" in source
+    assert "torch.full_like(pd_scores[..., 0], self.num_classes)" in inspect.getsource(TaskAlignedAssigner.forward)
+
+
 def test_bce_gets_scores_and_bbox_loss_gets_target_scores_fifth():
     calls = {c.func.attr: c for c in _calls(v8DetectionLoss.get_assigned_targets_and_loss)}
     assert ast.unparse(calls["bce"].args[0]) == "pred_scores"

@@ -30,11 +30,9 @@ def _assignment():
     gt_bucket = torch.tensor([[0, 1, 2]])  # (bs, n_max_boxes); the padding row's bucket must not matter
     mask_gt = torch.tensor([[[1.0], [1.0], [0.0]]])  # (bs, n_max_boxes, 1)
     fg_mask = torch.tensor([[True, True, True, False, False, False]])
-    anchor_bucket = torch.tensor([[0, 0, 0, 2, 2, 2]])  # background anchors' buckets must not matter either
     target_gt_idx = torch.zeros(1, 6, dtype=torch.long)
-    target_scores = torch.zeros(1, 6, 4)
-    target_scores[0, :3, 2] = torch.tensor([0.2, 0.3, 0.1])
-    return gt_bucket, mask_gt, anchor_bucket, fg_mask, target_gt_idx, target_scores
+    score = torch.tensor([[0.2, 0.3, 0.1, 0.0, 0.0, 0.0]])
+    return gt_bucket, mask_gt, fg_mask, target_gt_idx, score
 
 
 def test_known_assignment_gives_known_counts():
@@ -43,6 +41,20 @@ def test_known_assignment_gives_known_counts():
     assert counts[UNASSIGNED].tolist() == [0.0, 1.0, 0.0]  # the medium object got no positive
     assert counts[POSITIVES].tolist() == [3.0, 0.0, 0.0]
     torch.testing.assert_close(counts[SCORE], torch.tensor([0.6, 0.0, 0.0]))
+
+
+def test_positives_of_two_objects_in_two_images_land_in_their_own_buckets():
+    # Image 0: gt 0 (medium) has anchors 0, 1; image 1: gt 1 (small) has anchor 2, gt 0 (large) anchors 0 and 3.
+    gt_bucket = torch.tensor([[1, 0], [2, 0]])
+    mask_gt = torch.ones(2, 2, 1)
+    fg_mask = torch.tensor([[True, True, False, False], [True, False, True, True]])
+    target_gt_idx = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 0]])
+    score = torch.tensor([[0.5, 0.25, 0.0, 0.0], [0.1, 0.0, 0.4, 0.2]])
+    counts = assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score)
+    assert counts[OBJECTS].tolist() == [2.0, 1.0, 1.0]  # image 0's gt 1 (small) is real too, without positives
+    assert counts[UNASSIGNED].tolist() == [1.0, 0.0, 0.0]
+    assert counts[POSITIVES].tolist() == [1.0, 2.0, 2.0]
+    torch.testing.assert_close(counts[SCORE], torch.tensor([0.4, 0.75, 0.3]))
 
 
 def test_counts_accumulate_in_place_over_calls():
@@ -56,8 +68,7 @@ def test_batch_without_ground_truth_counts_nothing():
     gt_bucket, mask_gt = torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, 1)
     fg_mask = torch.zeros(2, 6, dtype=torch.bool)
     target_gt_idx = torch.zeros(2, 6)  # float: the assigner's own early return for n_max_boxes == 0
-    counts = assignment_counts(gt_bucket, mask_gt, torch.zeros(2, 6, dtype=torch.long), fg_mask, target_gt_idx,
-                               torch.zeros(2, 6, 4))
+    counts = assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, torch.zeros(2, 6))
     assert torch.equal(counts, torch.zeros(4, 3))
 
 
@@ -97,7 +108,7 @@ def test_loss_counts_every_labelled_object_once_per_call():
     ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(thresholds=(32, 50)))
     captured = h.capture_assignment(ours)
     ours(p, b)
-    fg_mask = captured["args"][4]
+    fg_mask = captured["args"][5]
     counts = ours.size_counts
     assert counts[OBJECTS].tolist() == [1.0, 1.0, 1.0] and counts[UNASSIGNED].sum() == 0
     assert counts[POSITIVES].sum() == fg_mask.sum() and (counts[POSITIVES] > 0).all()

@@ -73,7 +73,7 @@ def test_size_norm_keeps_the_weighted_foreground_score_sum_stock_and_changes_the
     ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50), norm=True))
     captured = h.capture_assignment(ours)
     ours(p, b)
-    _, _, _, target_scores, fg, _ = captured["args"]
+    *_, target_scores, fg, _ = captured["args"]
     score = target_scores.sum(-1)
     w = ours.anchor_weights
     torch.testing.assert_close((score * w).sum(), score.sum())  # the normaliser's sum is the stock one
@@ -314,12 +314,12 @@ def test_weighting_runs_under_cuda_sync_debug_mode_error(norm):
     ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(norm=norm))
     captured = h.capture_assignment(ours)
     ours.get_assigned_targets_and_loss(p, b)
-    gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx = captured["args"]
+    gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx = captured["args"]
     pred_scores = torch.randn_like(target_scores, dtype=torch.float32)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        ours.weigh(gt_bboxes, mask_gt, target_bboxes, target_scores, fg_mask, target_gt_idx)
+        ours.weigh(gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)
         ours.bce(pred_scores, target_scores.float())
         ours.reset_size_counts()
     finally:

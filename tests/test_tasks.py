@@ -93,7 +93,7 @@ def test_background_anchors_keep_the_stock_cls_gradient(key):
         stock, ours = _pair(m, upstream, weights=(5.0, 3.0, 0.5), norm=norm)
         captured = h.capture_assignment(ours)
         h.task_loss_and_grads(ours, p, b)
-        fg = captured["args"][4]  # (bs, num_anchors)
+        fg = captured["args"][5]  # (bs, num_anchors)
         p["scores"].grad = None
         stock(p, b)[0].sum().backward()
         g_s = p["scores"].grad.clone()
@@ -141,7 +141,7 @@ def test_obb_area_is_that_of_the_rotated_box():
     ours = SizeAdaptiveOBBLoss(m, settings=h.settings(weights=(4.0, 2.0, 1.0), thresholds=(32, 50)))
     captured = h.capture_assignment(ours)
     ours(p, b)
-    fg = captured["args"][4]
+    fg = captured["args"][5]
     assert fg.any() and torch.all(ours.anchor_weights[fg] == 4.0)
     assert ours.size_counts[OBJECTS].tolist() == [1.0, 0.0, 0.0]
 

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from size_adaptive.weighting import anchor_weights, balance_weights, box_areas, rotated_box_areas, size_buckets
+from size_adaptive.weighting import (
+    anchor_scores,
+    anchor_weights,
+    balance_weights,
+    box_areas,
+    rotated_box_areas,
+    size_buckets,
+)
 
 THRESHOLDS, WEIGHTS = (32, 96), (2.0, 1.5, 1.0)
 
@@ -73,7 +80,7 @@ def _balance_case():
 
 def test_size_norm_keeps_the_stock_target_score_sum_and_background_weights():
     weights, fg_mask, target_scores, score = _balance_case()
-    w = balance_weights(weights, fg_mask, target_scores)
+    w = balance_weights(weights, fg_mask, anchor_scores(target_scores, torch.ones(2, 4)))
     # stock sum 0.5 + 0.25 + 1 + 0.25 = 2.0; weighted 0.5*2 + 0.25*1.5 + 1*1 + 0.25*2 = 2.875; scale 2 / 2.875
     scale = 2.0 / 2.875
     expected = torch.tensor([[2 * scale, 1.5 * scale, 1.0, 1.0], [1 * scale, 1.0, 2 * scale, 1.0]])
@@ -82,19 +89,29 @@ def test_size_norm_keeps_the_stock_target_score_sum_and_background_weights():
     assert torch.equal(w[~fg_mask], torch.ones(4))  # background anchors are not rescaled
 
 
+def test_anchor_score_is_the_sum_over_classes_read_from_the_assigned_class():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (3, 7), generator=g)
+    target_scores = torch.zeros(3, 7, 5).scatter_(2, labels.unsqueeze(-1), torch.rand(3, 7, 1, generator=g))
+    assert torch.equal(anchor_scores(target_scores, labels), target_scores.sum(-1))
+    # a batch without ground truth: the assigner labels every anchor num_classes and every score is 0
+    assert torch.equal(anchor_scores(torch.zeros(3, 7, 5), torch.full((3, 7), 5)), torch.zeros(3, 7))
+    assert anchor_scores(target_scores.half(), labels).dtype == torch.float32
+
+
 def test_size_norm_turns_equal_weights_into_ones():
-    _, fg_mask, target_scores, _ = _balance_case()
+    _, fg_mask, _, score = _balance_case()
     for c in (0.5, 3.0, 1.7):
-        w = balance_weights(torch.where(fg_mask, c, 1.0), fg_mask, target_scores)
+        w = balance_weights(torch.where(fg_mask, c, 1.0), fg_mask, score)
         torch.testing.assert_close(w, torch.ones(2, 4), rtol=1e-6, atol=0)
 
 
 def test_size_norm_leaves_a_batch_without_foreground_scores_alone():
-    weights, fg_mask, target_scores, _ = _balance_case()
+    weights, fg_mask, _, _ = _balance_case()
     no_fg = torch.zeros_like(fg_mask)
-    assert torch.equal(balance_weights(torch.ones(2, 4), no_fg, torch.zeros(2, 4, 3)), torch.ones(2, 4))
+    assert torch.equal(balance_weights(torch.ones(2, 4), no_fg, torch.zeros(2, 4)), torch.ones(2, 4))
     # foreground anchors whose target scores are all 0 (no aligned prediction yet): weights stay as they are
-    w = balance_weights(weights, fg_mask, torch.zeros_like(target_scores))
+    w = balance_weights(weights, fg_mask, torch.zeros(2, 4))
     assert torch.equal(w, weights) and torch.isfinite(w).all()
 
 
