@@ -136,10 +136,10 @@ def _with_train_defaults(args: list[str]) -> list[str]:
     if "data" in missing:  # the demo data of the model's task: demo-seg for a -seg model, ...
         from ultralytics.nn.tasks import guess_model_task
 
-        from .demo import DEMO_TASKS
+        from .demo import DEMO_KEYWORDS
 
         task = given.get("task") or guess_model_task(given.get("model", DEFAULT_TRAIN["model"]))
-        keyword = next((k for k, t in DEMO_TASKS.items() if t == task), None)
+        keyword = DEMO_KEYWORDS.get(task)
         if keyword is None:  # a task without boxes: refused by YOLO.train, with the task named
             del missing["data"]
         else:

@@ -61,7 +61,7 @@ from .demo import resolve_data
 from .report import summarise, write_report
 from .settings import KEYS as SIZE_KEYS
 from .settings import SizeSettings, split_size_keys
-from .trainer import check_demo_task
+from .trainer import DIAGNOSTICS_FILE, check_demo_task
 
 ARMS = ("stock", "size", "uniform", "size_norm")  # the built-in arms
 DEFAULT_ARMS = ("stock", "size", "uniform")
@@ -247,8 +247,7 @@ def _check_arm(name: Any, keys: Any, shared_size: Mapping[str, Any]) -> Arm:
     allowed = {*DEFAULT_CFG_DICT, *SIZE_KEYS, "trainer"}
     for key in keys:
         if not isinstance(key, str) or key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed))
-            hint = f" Similar keys: {', '.join(_with_default(k) for k in close)}." if close else ""
+            hint = _similar_keys(str(key), sorted(allowed))
             raise refuse(str(key), "an Ultralytics training key, a size_* key or 'trainer'", f"'{key}'.{hint}")
         if key in PER_RUN_KEYS:
             raise refuse(key, f"no '{key}' in an arm: compare sets it for each run")
@@ -287,6 +286,12 @@ def _builtin(name: str, shared_size: Mapping[str, Any]) -> Arm:
     return Arm(name, "size", size=size.as_args(), uniform=name == "uniform")
 
 
+def _similar_keys(key: str, candidates: Sequence[str]) -> str:
+    """An Ultralytics-style hint naming the candidates closest to an unknown ``key`` (with their defaults), or ''."""
+    close = difflib.get_close_matches(key, candidates)
+    return f" Similar keys: {', '.join(_with_default(k) for k in close)}." if close else ""
+
+
 def _with_default(key: str) -> str:
     default = DEFAULT_CFG_DICT.get(key)
     return f"{key}={default}" if default is not None else key
@@ -322,8 +327,7 @@ def check_args(
     settings = SizeSettings.from_dict(shared_size)
     for key, value in common.items():
         if key not in DEFAULT_CFG_DICT:
-            close = difflib.get_close_matches(key, list(DEFAULT_CFG_DICT))
-            hint = f" Similar keys: {', '.join(_with_default(k) for k in close)}." if close else ""
+            hint = _similar_keys(key, list(DEFAULT_CFG_DICT))
             raise ValueError(f"{key}: expected an Ultralytics training key or a size_* key; got '{key}'.{hint}")
         if key in (*PER_RUN_KEYS, "trainer"):
             raise ValueError(f"{key}: set by 'compare' for each run (or per arm, for 'trainer'); got {key}={value!r}")
@@ -497,7 +501,7 @@ def read_run(run_dir: Path, last_epochs: int = DEFAULT_LAST_EPOCHS) -> dict:
             metrics[label] = None if any(x < 0 for x in values) else statistics.fmean(values)
     epochs = [int(_number(r.get("epoch"))) for r in last]
     size_rows = {int(_number(r.get("epoch"))): r for r in rows if "size/fg_small" in r}
-    observed = run_dir / "size_diagnostics.csv"
+    observed = run_dir / DIAGNOSTICS_FILE
     if not size_rows and observed.exists():
         size_rows = {int(_number(r.get("epoch"))): r for r in _rows(observed)}
     diag_rows = [size_rows[e] for e in epochs if e in size_rows]

@@ -51,6 +51,7 @@ SIZE_MIX = ((0.70, 8, 30), (0.25, 34, 90), (0.05, 100, 200))  # (share, min side
 VERSION = 2  # bump when the generator's output changes, so caches are not reused across versions
 DEFAULT_SIZE = (64, 32)
 DEMO_TASKS = {"demo": "detect", "demo-seg": "segment", "demo-obb": "obb", "demo-pose": "pose"}  # keyword -> task
+DEMO_KEYWORDS = {t: k for k, t in DEMO_TASKS.items()}  # task -> keyword
 KEYPOINTS = ("top", "right", "bottom", "left")  # pose keypoints: the polygon's extreme points in these directions
 FLIP_IDX = (0, 3, 2, 1)  # keypoint order after a horizontal flip: right and left swap
 _SCALE = np.array([WIDTH, HEIGHT])  # continuous px -> norm
@@ -128,10 +129,9 @@ def demo_data(
 
 
 def _keyword(task: str) -> str:
-    keywords = {t: k for k, t in DEMO_TASKS.items()}
-    if task not in keywords:
-        raise ValueError(f"task: expected one of {', '.join(map(repr, keywords))}; got {task!r}")
-    return keywords[task]
+    if task not in DEMO_KEYWORDS:
+        raise ValueError(f"task: expected one of {', '.join(map(repr, DEMO_KEYWORDS))}; got {task!r}")
+    return DEMO_KEYWORDS[task]
 
 
 def data_yaml(folder: Path, task: str) -> str:

@@ -21,15 +21,15 @@ from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
 from ultralytics.models.yolo.pose import PoseTrainer, PoseValidator
 from ultralytics.models.yolo.segment import SegmentationTrainer, SegmentationValidator
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML, colorstr
-from ultralytics.utils.loss import E2ELoss, v8OBBLoss
+from ultralytics.utils.loss import E2ELoss
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .demo import DEMO_TASKS, resolve_data
+from .demo import DEMO_KEYWORDS, DEMO_TASKS, resolve_data
 from .diagnostics import DIAGNOSTIC_COLUMNS, assignment_counts, describe, diagnostics, new_counts
-from .loss import AfterAssign, build_criterion, counted_loss, size_losses
+from .loss import SIZE_ADAPTIVE_LOSSES, AfterAssign, build_criterion, counted_loss, size_losses
 from .settings import KEYS, SizeSettings, split_size_keys
 from .validator import SizeAdaptiveValidator
-from .weighting import BUCKET_NAMES, anchor_scores, box_areas, rotated_box_areas, size_buckets
+from .weighting import BUCKET_NAMES, anchor_scores, size_buckets
 
 PREFIX = colorstr("size_adaptive:")
 DIAGNOSTICS_FILE = "size_diagnostics.csv"  # a stock run's assignment diagnostics (``observe_assignment``)
@@ -209,8 +209,7 @@ def check_demo_task(data, task: str) -> None:
     ``ValueError`` naming ``data``, the keyword for ``task`` and the one given."""
     keyword = data.strip().lower() if isinstance(data, str) else None
     if keyword in DEMO_TASKS and DEMO_TASKS[keyword] != task:
-        right = next(k for k, t in DEMO_TASKS.items() if t == task)
-        raise ValueError(f"data: expected the demo data of a {task} model, data={right}; got data={data} "
+        raise ValueError(f"data: expected the demo data of a {task} model, data={DEMO_KEYWORDS[task]}; got data={data} "
                          f"({DEMO_TASKS[keyword]} labels)")
 
 
@@ -235,7 +234,7 @@ class _Observer:
 
     def __init__(self, criterion, thresholds):
         loss = getattr(criterion, "one2many", criterion)
-        self.area = rotated_box_areas if isinstance(loss, v8OBBLoss) else box_areas
+        self.area = SIZE_ADAPTIVE_LOSSES[type(loss)].box_areas  # the area our counterpart of this loss uses
         self.thresholds = thresholds.to(loss.device)
         self.counts = new_counts(loss.device)
         loss.assigner = AfterAssign(loss.assigner, self)
