@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet --editable ".[dev]"
-echo "installed: $(.venv/bin/python -c 'import size_adaptive, ultralytics, torch; print("size_adaptive", size_adaptive.__version__, "ultralytics", ultralytics.__version__, "torch", torch.__version__)')"
+sh scripts/check_install.sh

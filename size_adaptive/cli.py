@@ -4,7 +4,7 @@
 as in ``yolo`` (this runs Ultralytics' own CLI entrypoint), plus the ``size_*`` keys and the demo data keywords
 (``data=demo``, ``demo-seg``, ``demo-pose``, ``demo-obb``). Detect, segment, pose and OBB models train with the
 size-adaptive loss; other tasks are refused by name. ``val``, ``predict`` and ``export`` behave as in ``yolo``; ``val``
-also reports mAP small/medium/large (detect).
+also reports mAP small/medium/large (every box task).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
     yolo-sa train model=yolo12n.yaml data=VisDrone.yaml epochs=300 imgsz=640 size_weights=2,1.5,1
     yolo-sa train data=demo epochs=40 imgsz=256 nbs=16 # built-in synthetic small-object data
     yolo-sa train model=yolo11n-seg.yaml data=demo-seg size_terms=box,dfl   # also -pose/demo-pose, -obb/demo-obb
+    yolo-sa train model=yolo11n-p2.yaml data=demo      # P2 (stride-4) heads for YOLO11/12, n/s/m/l/x, shipped here
     yolo-sa val model=runs/detect/train/weights/best.pt data=demo
     yolo-sa train resume model=runs/detect/train/weights/last.pt
     yolo-sa compare model=yolo11n.yaml data=demo epochs=40 imgsz=256 seeds=3 arms=cfg/study.yaml name=study
@@ -44,6 +45,17 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
                                background anchors and normalisers stay stock
     size_terms=cls,box,dfl     loss terms that carry the weights (OBB's angle term follows box); the others
                                stay exactly stock
+
+  Assignment and box term (train; defaults are stock):
+    size_assign=stock          'fixed': zero-metric candidates in an object's region stay selectable (nearest
+                               centre first), a contested anchor goes to a claimant; 'nwd': 'fixed' with NWD as
+                               the assigner's overlap (not for YOLO26 segment/pose)
+    size_min_pos=0             top up every object with fewer positives from free anchors of its region
+    size_box_nwd=0             r in [0, 1]: box term (1 - r)(1 - CIoU) + r(1 - NWD)
+    size_nwd_c=auto            NWD's C in network-input px; auto: the training labels' mean box side
+
+  What to try first on aerial data: size_terms=box,dfl, and a P2 head (model=yolo11n-p2.yaml) with
+  'yolo-sa compare' against stock; the default rule has not lifted mAP small on real aerial data.
 
   compare (see size_adaptive/compare.py): trains every arm over seeds with the shared training keys and reports
   each arm's per-seed paired difference to the first arm (the baseline) with its 95 % confidence interval.
@@ -68,19 +80,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "compare" in args:
         return _compare(args)
-    try:
-        args = _with_train_defaults(args)
+    try:  # usage errors that we find before Ultralytics starts anything: no run folder yet
         _check_size_args(args)
+        _check_stock_args(args)
+        args = _with_train_defaults(args)
+    except ValueError as e:
+        return _usage_error(e)
+    try:
         with _yolo_sa_entrypoint(args):
             from ultralytics.cfg import entrypoint
 
             entrypoint()
-    except (ValueError, SyntaxError) as e:  # our settings' errors and Ultralytics' unknown-key errors
+    except (ValueError, SyntaxError) as e:  # Ultralytics' unknown-key errors and ours raised in training's setup
         if not _is_usage_error(e):
             raise
-        print(f"yolo-sa: error: {e}".rstrip(), file=sys.stderr)
-        return 2
+        return _usage_error(e)
     return 0
+
+
+def _usage_error(e: Exception) -> int:
+    """Print one ``yolo-sa: error: ...`` line for a usage error; return the exit status 2."""
+    print(f"yolo-sa: error: {e}".strip().replace("\n", " "), file=sys.stderr)
+    return 2
 
 
 def _compare(args: list[str]) -> int:
@@ -103,8 +124,7 @@ def _compare(args: list[str]) -> int:
         kv = {**DEFAULT_TRAIN, **kv}
         check_args(**kv)  # every arm and key, before anything trains or is created
     except (ValueError, SyntaxError) as e:
-        print(f"yolo-sa: error: {e}".rstrip(), file=sys.stderr)
-        return 2
+        return _usage_error(e)
     compare(**kv)
     return 0
 
@@ -134,11 +154,10 @@ def _with_train_defaults(args: list[str]) -> list[str]:
     resuming = "resume" in args or resume.lower() == "true"
     missing = {k: v for k, v in DEFAULT_TRAIN.items() if k not in given and not resuming}
     if "data" in missing:  # the demo data of the model's task: demo-seg for a -seg model, ...
-        from ultralytics.nn.tasks import guess_model_task
-
+        from .cfg import model_task
         from .demo import DEMO_KEYWORDS
 
-        task = given.get("task") or guess_model_task(given.get("model", DEFAULT_TRAIN["model"]))
+        task = given.get("task") or model_task(given.get("model", DEFAULT_TRAIN["model"]))
         keyword = DEMO_KEYWORDS.get(task)
         if keyword is None:  # a task without boxes: refused by YOLO.train, with the task named
             del missing["data"]
@@ -161,6 +180,34 @@ def _check_size_args(args: list[str]) -> None:
     SizeSettings.from_dict(size)
     if size and "train" not in args:
         LOGGER.warning(f"size_* settings only act in training; ignored here: {sorted(size)}")
+
+
+def _check_stock_args(args: list[str]) -> None:
+    """Check the Ultralytics keys of the command line (and of a ``cfg=`` yaml) that would otherwise end in a
+    traceback, some after the run folder exists: a model or data file that does not exist, and a value of the wrong
+    type or range (``check_cfg``, as ``get_cfg`` runs it). A ``ValueError`` names the key and the value."""
+    from ultralytics.cfg import check_cfg, merge_equals_args, parse_key_value_pair
+
+    from .cfg import check_data_file, check_model_file
+
+    given = {}
+    if cfg := _key_values(args).get("cfg"):
+        given.update(YAML.load(cfg) or {})  # the file's keys; the command line wins, as in Ultralytics' entrypoint
+    for a in merge_equals_args(args):
+        if "=" in a:
+            try:
+                given.update([parse_key_value_pair(a)])
+            except (AssertionError, NameError, SyntaxError, ValueError):
+                continue  # a malformed pair: Ultralytics' own parser says what is wrong with it
+    check_model_file(given.get("model"))
+    check_data_file(given.get("data"))
+    for key, value in given.items():
+        if key in DEFAULT_CFG_DICT and key != "cfg":
+            try:
+                check_cfg({key: value})
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{key}: expected a value that Ultralytics accepts for '{key}'; got {key}={value!r} "
+                                 f"({e})") from None
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ baseline, every other arm is paired with it by seed::
       size_terms: box,dfl      # size_* keys, on top of the shared size_* keys of the command line (the arm's win)
     p2:
       trainer: stock           # Ultralytics' own trainer and loss (default: size, the size-adaptive trainer)
-      model: yolov8n-p2.yaml   # any Ultralytics training key, on top of the shared keys
+      model: yolo11n-p2.yaml   # any Ultralytics training key, on top of the shared keys (this P2 yaml: the package's)
 
 Built-in arms (an arm with a built-in name and no keys):
 
@@ -28,7 +28,8 @@ Built-in arms (an arm with a built-in name and no keys):
 
 Every arm shares ``data``, the command line's training keys and ``val=True``; the keys that ``compare`` sets per run
 (``seed``, ``project``, ``name``, ``exist_ok``, ``resume``) cannot be given. Everything is checked before anything
-trains (``check_args``); a refusal is a ``ValueError`` naming the arm and the key.
+trains (``check_args``): arm names given twice in the file, keys and values, each arm's model (it exists and its
+task has boxes) and the data; a refusal is a ``ValueError`` naming the arm and the key.
 
 Runs are ``<arm>-seed<k>`` folders in ``project/name``. Each run's numbers are its mean over its last ``last_epochs``
 validated epochs (default 5; all when it has fewer): mAP50-95 and mAP50 (box), COCO mAP small/medium/large, mask or
@@ -36,7 +37,8 @@ pose mAP50-95 where present, and the ``size/*`` assignment diagnostics. Stock ar
 ``observe_assignment`` in ``size_diagnostics.csv``, without changing their training. Outputs, in the comparison folder:
 ``comparison.md``, ``comparison.png``, ``comparison.json`` (all numbers and every run's resolved ``args.yaml``).
 Finished runs are reused, so an interrupted comparison continues where it stopped; an unfinished run is trained again
-from the start; a folder holding runs with other settings is refused.
+from the start; a folder holding a run whose ``args.yaml`` differs from the arm's full resolved settings (Ultralytics'
+defaults and the size defaults included, so a key removed from an arm counts) is refused, naming the key.
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ultralytics.nn.tasks import guess_model_task
 from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER, colorstr
 
+from .cfg import check_data_file, check_model_file, model_task, model_yaml
 from .demo import resolve_data
+from .model import check_box_task
 from .report import summarise, write_report
+from .settings import DEFAULTS as SIZE_DEFAULTS
 from .settings import KEYS as SIZE_KEYS
 from .settings import SizeSettings, split_size_keys
 from .trainer import DIAGNOSTICS_FILE, check_demo_task
@@ -67,6 +71,9 @@ ARMS = ("stock", "size", "uniform", "size_norm")  # the built-in arms
 DEFAULT_ARMS = ("stock", "size", "uniform")
 TRAINERS = ("stock", "size")  # an arm's ``trainer``: Ultralytics' own, or the size-adaptive one
 PER_RUN_KEYS = ("seed", "project", "name", "exist_ok", "resume")  # set by compare for each run
+# Not compared on reuse: where a run is (its folder is the one being reused) and the machine it ran on (the device
+# and the loader processes; BaseTrainer 8.4.190 canonicalises the device and sets workers=0 on CPU).
+NOT_COMPARED = ("project", "name", "exist_ok", "save_dir", "device", "workers")
 DEFAULT_LAST_EPOCHS = 5
 METRICS = {  # report label -> results.csv column; reported where present in every run
     "mAP50-95": "metrics/mAP50-95(B)",
@@ -75,6 +82,9 @@ METRICS = {  # report label -> results.csv column; reported where present in eve
     "mAP medium": "metrics/mAP_medium(B)",
     "mAP large": "metrics/mAP_large(B)",
     "mask mAP50-95": "metrics/mAP50-95(M)",
+    "mask mAP small": "metrics/mAP_small(M)",
+    "mask mAP medium": "metrics/mAP_medium(M)",
+    "mask mAP large": "metrics/mAP_large(M)",
     "pose mAP50-95": "metrics/mAP50-95(P)",
 }
 VALIDATED = METRICS["mAP50-95"]  # a row with a value here is a validated epoch
@@ -140,12 +150,14 @@ class Plan:
     def run_args(self, arm: Arm, size_run: dict | None = None) -> dict:
         """The training keys of one run of ``arm`` (without the per-run keys); ``uniform`` needs its seed's size run."""
         if arm.trainer == "stock":
-            return {**self.common, **arm.args}
-        if not arm.uniform:
-            return {**self.common, **arm.args, **arm.size}
-        base = self.arm("size")
-        c = size_run["mean_fg_weight"]
-        return {**self.common, **base.args, **base.size, "size_weights": [c, c, c], "size_norm": False}
+            args = {**self.common, **arm.args}
+        elif not arm.uniform:
+            args = {**self.common, **arm.args, **arm.size}
+        else:
+            base = self.arm("size")
+            c = size_run["mean_fg_weight"]
+            args = {**self.common, **base.args, **base.size, "size_weights": [c, c, c], "size_norm": False}
+        return {**args, "model": model_yaml(args["model"])}  # yolo11n-p2.yaml: this package's yaml, for either trainer
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -176,13 +188,19 @@ def load_arms(value: Any) -> dict[str, Any]:
     """``arms=`` -> ``{name: own keys or None}``: a comma list (or sequence) of built-in names, a YAML path or a dict.
 
     A comma list always includes ``stock``, first. A YAML file or dict is taken as given (its first arm is the
-    baseline); it must map arm names to mappings of keys (or to nothing, for a built-in arm).
+    baseline); it must map arm names to mappings of keys (or to nothing, for a built-in arm), each name once and each
+    key once per arm.
     """
     source = "the arms mapping"
     if isinstance(value, (str, Path)) and _is_file_name(value):
         source = f"'{value}'"
         try:
-            value = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+            value = yaml.load(Path(value).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+        except _DuplicateKey as e:
+            what = f"arm '{e.key}'" if e.top_level else f"key '{e.key}'"
+            raise ValueError(f"arms: {what} is given twice in {source} (lines {e.first_line} and {e.line}): expected "
+                             f"each {'arm name' if e.top_level else 'key of an arm'} once; got a second '{e.key}' at "
+                             f"line {e.line}") from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise ValueError(f"arms: cannot read {source}: expected a readable YAML file; got {type(e).__name__}: "
                              f"{e}".replace("\n", " ")) from None
@@ -206,6 +224,37 @@ def load_arms(value: Any) -> dict[str, Any]:
         got = "an empty mapping" + ("" if source == "the arms mapping" else f" in {source}")
         raise ValueError(f"arms: expected at least 2 arms (the first is the baseline); got {got}")
     return dict(value)
+
+
+class _DuplicateKey(ValueError):
+    """A mapping in an arms YAML that names a key twice; lines are 1-based."""
+
+    def __init__(self, key: Any, first_line: int, line: int, top_level: bool):
+        super().__init__(f"duplicate key {key!r} at lines {first_line} and {line}")
+        self.key, self.first_line, self.line, self.top_level = key, first_line, line, top_level
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's ``SafeLoader``, except that a mapping naming a key twice raises ``_DuplicateKey`` (``SafeLoader``
+    keeps the last value silently, so a repeated arm would vanish into one)."""
+
+    def construct_document(self, node):
+        self._root = node
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, seen[key], line, node is getattr(self, "_root", None))
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader refuses it itself
+                    break
+        return super().construct_mapping(node, deep=deep)
 
 
 def _is_file_name(value: str | Path) -> bool:
@@ -336,9 +385,14 @@ def check_args(
         raise ValueError(f"val: expected True (stock Ultralytics writes a validated row's per-size metrics into the "
                          f"wrong columns of results.csv when earlier epochs were not validated); got {common['val']!r}")
     checked = check_arms(load_arms(arms), shared_size)
-    for arm in checked:  # demo data of the arm model's task (data=demo-seg for a -seg model, ...)
+    check_data_file(data)
+    for arm in checked:  # a model that exists, of a task with boxes, and demo data of its task (demo-seg for -seg)
+        arm_model = arm.args.get("model", model)
         try:
-            check_demo_task(data, guess_model_task(arm.args.get("model", model)))
+            check_model_file(arm_model)
+            task = model_task(arm_model)
+            check_box_task(task, arm_model)
+            check_demo_task(data, task)
         except ValueError as e:
             raise ValueError(f"{e} (arm '{arm.name}')") from None
     return Plan(checked, seeds, settings, shared_size, {"model": model, "data": data, **common}, last_epochs)
@@ -415,9 +469,11 @@ def _train_or_reuse(folder: Path, arm: Arm, seed: int, args: dict, plan: Plan, s
         from ultralytics import YOLO
 
         from .trainer import observe_assignment
+        from .validator import per_size_in_stock_training
 
         trainee = YOLO(args["model"])
         observe_assignment(trainee, plan.settings)  # size_diagnostics.csv; the training stays stock
+        per_size_in_stock_training(trainee)  # mAP per size for segment, pose and OBB (detect has it already)
     else:
         from .model import YOLO
 
@@ -431,27 +487,76 @@ def _train_or_reuse(folder: Path, arm: Arm, seed: int, args: dict, plan: Plan, s
 
 
 def _finished(run_dir: Path, expected: dict, trainer: str) -> bool:
-    """A run that trained all its epochs with the expected settings; other settings in the same folder are refused."""
+    """A run that trained all its epochs with the expected settings; other settings in the same folder are refused.
+
+    ``expected``: the run's training keys as given to the trainer (``Plan.run_args`` and ``seed``); the run's
+    ``args.yaml`` must record every key of their full resolution (``resolved_settings``), defaults included, so that
+    a key removed from an arm since the run trained is noticed too.
+    """
     args_file, csv_file = run_dir / "args.yaml", run_dir / "results.csv"
     if not args_file.exists():
         return False
     args = yaml.safe_load(args_file.read_text())
-    different = {  # model and data are resolved to paths, None-valued keys (size_input_thresholds) by the trainer
-        k: (args.get(k), v) for k, v in expected.items()
-        if k not in ("model", "data") and v is not None and _differs(args.get(k), v)
-    }
-    if trainer == "stock":  # a size-adaptive run records its size keys; Ultralytics' own trainer has none
-        different.update({k: (v, None) for k, v in args.items() if k.startswith("size_")})
+    different = mismatches(args, resolved_settings(expected, trainer), trainer)
     if different:
-        raise ValueError(
-            f"{run_dir} holds a run with other settings {different} (recorded, requested); choose another "
-            f"name= for this comparison or remove that folder"
-        )
+        keys = "; ".join(f"{k}: recorded {r!r}, requested {q!r}" for k, (r, q) in different.items())
+        raise ValueError(f"{run_dir} holds a run with other settings ({keys}); choose another name= for this "
+                         f"comparison or remove that folder")
     if not csv_file.exists():
         return False
     rows = _rows(csv_file)
     weights = any((run_dir / "weights" / w).exists() for w in ("best.pt", "last.pt"))
     return len(rows) >= int(args.get("epochs", 0)) and weights
+
+
+def resolved_settings(args: Mapping[str, Any], trainer: str) -> dict:
+    """Every setting that a run of these training keys records in its ``args.yaml``: Ultralytics' ``get_cfg`` of
+    them (its defaults for the keys not given) with ``mode`` and the model's ``task`` as ``Model.train`` (8.4.190)
+    sets them, and, for the size-adaptive trainer, every ``size_*`` key resolved (``SizeSettings.as_args``)."""
+    from ultralytics.cfg import get_cfg
+
+    size, stock = split_size_keys(args)
+    out = vars(get_cfg(overrides={**stock, "mode": "train", "task": model_task(stock["model"])}))
+    if trainer == "size":
+        out.update(SizeSettings.from_dict(size).as_args())
+    return out
+
+
+def mismatches(recorded: Mapping[str, Any], requested: Mapping[str, Any], trainer: str) -> dict[str, tuple]:
+    """``{key: (recorded, requested)}`` for every key of the full ``requested`` settings that a run's ``args.yaml``
+    (``recorded``) holds with another value; ``{}`` when the run is the requested one.
+
+    A key absent from ``recorded`` counts with its default (a key added to Ultralytics or to this package after the
+    run trained: the run had its behaviour). Not compared: ``NOT_COMPARED`` (the run's folder and machine) and what
+    the trainer resolves from the requested value (``_resolved_by_trainer``). A stock run must record no size key.
+    """
+    recorded = {**DEFAULT_CFG_DICT, **(SIZE_DEFAULTS if trainer == "size" else {}), **recorded}
+    out = {
+        k: (recorded.get(k), v) for k, v in requested.items()
+        if k not in NOT_COMPARED and _differs(recorded.get(k), v) and not _resolved_by_trainer(k, recorded, requested)
+    }
+    if trainer == "stock":  # a size-adaptive run records its size keys; Ultralytics' own trainer has none
+        out.update({k: (v, None) for k, v in recorded.items() if k.startswith("size_")})
+    return out
+
+
+def _resolved_by_trainer(key: str, recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> bool:
+    """Whether the trainer turned the requested value of ``key`` into the recorded one. A size run writes its
+    ``args.yaml`` again once its thresholds are resolved, so it records what ``BaseTrainer`` (8.4.190) rewrote by
+    then: ``optimizer=auto``'s choice of optimizer and ``lr0`` (and ``warmup_bias_lr=0``; ``lr0`` given with
+    ``auto`` is ignored, as Ultralytics logs), the AutoBatch size (``batch`` < 1), ``imgsz`` rounded up to a multiple
+    of the model's largest stride (32 or 64, ``check_imgsz``), ``compile`` and ``rect`` turned off. A ``size_*`` key
+    requested as None is resolved from the data (``size_input_thresholds``, ``size_nwd_input_c``)."""
+    r, q = recorded.get(key), requested[key]
+    if key.startswith("size_"):
+        return q is None
+    if key in ("optimizer", "lr0", "warmup_bias_lr"):
+        return requested.get("optimizer") == "auto"
+    if key == "batch":
+        return isinstance(q, (int, float)) and q < 1
+    if key == "imgsz" and isinstance(q, int) and isinstance(r, int):
+        return r in {max(math.ceil(q / s) * s, s) for s in (32, 64)}
+    return key in ("compile", "rect") and r is False
 
 
 def _differs(recorded, requested) -> bool:

@@ -12,7 +12,9 @@ gains. ``SizeAdaptiveLoss`` wraps exactly those three units:
    anchor's CIoU and DFL term by the sum of its target scores, so this scales exactly that anchor's terms; when only
    one of the two is weighted, the other comes from a second call with the stock target scores.
 
-Everything else (assignment, normalisation, gains, class weights, the end-to-end branch schedule, the mask and keypoint
+With ``size_assign``/``size_min_pos`` the assigner is patched (``assign``), and with ``size_box_nwd=r`` the box term
+becomes (1 - r)(1 - CIoU) + r(1 - NWD) per anchor (``_NWDBlendBboxLoss``), keeping upstream's per-anchor weights,
+normaliser and ``box`` gain. Everything else (assignment, normalisation, gains, class weights, the end-to-end branch schedule, the mask and keypoint
 terms of segment and pose) stays upstream's, so with all weights 1 the loss is the stock one, value for value. The
 weighting adds no host-device sync: no ``.item()``, no branch on a tensor value and no data-dependent shape.
 
@@ -28,6 +30,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from ultralytics.utils.metrics import bbox_iou, probiou
 from ultralytics.utils.loss import (
     E2ELoss,
     PoseLoss26,
@@ -38,9 +41,22 @@ from ultralytics.utils.loss import (
     v8SegmentationLoss,
 )
 
+from .assign import patch_assigner
 from .diagnostics import assignment_counts, new_counts
+from .nwd import nwd
 from .settings import SizeSettings
 from .weighting import anchor_scores, balance_weights, box_areas, bucket_weights, rotated_box_areas, size_buckets
+
+
+def ciou(pd_bboxes: torch.Tensor, target_bboxes: torch.Tensor) -> torch.Tensor:
+    """CIoU of matching xyxy boxes (bs, num_anchors, 4) -> (bs, num_anchors), as upstream's ``BboxLoss``."""
+    return bbox_iou(pd_bboxes, target_bboxes, xywh=False, CIoU=True).squeeze(-1)
+
+
+def rotated_overlap(pd_bboxes: torch.Tensor, target_bboxes: torch.Tensor) -> torch.Tensor:
+    """ProbIoU of matching xywhr boxes (bs, num_anchors, 5) -> (bs, num_anchors), as upstream's ``RotatedBboxLoss``."""
+    shape = pd_bboxes.shape[:-1]
+    return probiou(pd_bboxes.reshape(-1, 5), target_bboxes.reshape(-1, 5)).reshape(shape)
 
 
 class SizeAdaptiveLoss:
@@ -54,11 +70,12 @@ class SizeAdaptiveLoss:
 
     Attributes:
         anchor_weights: (bs, num_anchors) weights of the latest call (``size_norm`` factor included).
-        size_counts: (4, 3) assignment counts per size bucket since the last ``reset_size_counts()``
+        size_counts: (5, 3) assignment counts per size bucket since the last ``reset_size_counts()``
             (``diagnostics``), accumulated on the device.
     """
 
     box_areas: Callable[[torch.Tensor], torch.Tensor] = staticmethod(box_areas)  # of target_bboxes and gt_bboxes
+    box_overlap: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = staticmethod(ciou)  # iou_*
 
     def __init__(self, model: nn.Module, tal_topk: int = 10, tal_topk2: int | None = None, settings=None):
         super().__init__(model, tal_topk=tal_topk, tal_topk2=tal_topk2)
@@ -73,14 +90,24 @@ class SizeAdaptiveLoss:
         self.size_weights = torch.tensor(self.settings.weights, device=self.device)  # (3,)
         self.anchor_weights = None
         self.size_counts = new_counts(self.device)
-        terms = self.settings.terms
+        terms, s = self.settings.terms, self.settings
+        if s.uses_nwd and s.nwd_input_c is None:
+            raise ValueError(
+                "size_nwd_c: expected C in network-input px (a number, or 'auto' resolved by SizeAdaptiveTrainer); got "
+                "an unresolved 'auto'"
+            )
+        if s.patches_assigner:
+            patch_assigner(self.assigner, s.assign, s.min_pos, s.nwd_input_c)
         self.assigner = AfterAssign(self.assigner, self.weigh)
+        if s.box_nwd > 0:
+            self.bbox_loss = _NWDBlendBboxLoss(self.bbox_loss, s.box_nwd, s.nwd_input_c)
         if "cls" in terms:
             self.bce = _AnchorWeightedBCE(self.bce, self)
         if "box" in terms or "dfl" in terms:
             self.bbox_loss = _AnchorWeightedBboxLoss(self.bbox_loss, self, box="box" in terms, dfl="dfl" in terms)
 
-    def weigh(self, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx):
+    def weigh(self, pd_bboxes, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask,
+              target_gt_idx):
         """Compute and record this call's (bs, num_anchors) anchor weights from the assigner's input and output,
         and count the assignment per size bucket.
 
@@ -92,7 +119,8 @@ class SizeAdaptiveLoss:
         if self.settings.norm:
             w = balance_weights(w, fg_mask, score)
         gt_bucket = size_buckets(self.box_areas(gt_bboxes), self.size_thresholds)  # (bs, n_max_boxes)
-        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, out=self.size_counts)
+        iou = self.box_overlap(pd_bboxes, target_bboxes)  # (bs, num_anchors)
+        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou, out=self.size_counts)
         self.anchor_weights = w
         return w
 
@@ -115,7 +143,8 @@ class AfterAssign(nn.Module):
 
     def forward(self, *args, **kwargs):
         out = self.inner(*args, **kwargs)
-        self.hook(args[4], args[5], *out)  # gt_bboxes, mask_gt; target_labels, _bboxes, _scores, fg_mask, target_gt_idx
+        # pd_bboxes, gt_bboxes, mask_gt; target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx
+        self.hook(args[1], args[4], args[5], *out)
         return out
 
 
@@ -152,6 +181,36 @@ class _AnchorWeightedBboxLoss(nn.Module):
         return (weighted[0], stock[1]) if self.box else (stock[0], weighted[1])
 
 
+class _NWDBlendBboxLoss(nn.Module):
+    """``size_box_nwd=r``: the stock ``BboxLoss`` (``RotatedBboxLoss``) with its box term (1 - r)(1 - CIoU) +
+    r(1 - NWD), NWD in network-input px; the DFL term stays the stock one.
+
+    Follows ``BboxLoss.forward`` (8.4.190): each foreground anchor's term is weighted by the sum of its target scores
+    and normalised by ``target_scores_sum``. The NWD part is computed densely over all anchors with the weight zero on
+    background anchors, so its shape does not depend on the data (no host sync).
+    """
+
+    def __init__(self, bbox_loss: nn.Module, r: float, c: float):
+        super().__init__()
+        self.inner, self.r, self.c = bbox_loss, r, c
+
+    def forward(self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum,
+                fg_mask, imgsz, stride):
+        box, dfl = self.inner(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum,
+                              fg_mask, imgsz, stride)
+        weight = target_scores.sum(-1) * fg_mask  # (bs, num_anchors), 0 on background
+        similarity = nwd(_to_px(pred_bboxes, stride), _to_px(target_bboxes, stride), self.c)  # (bs, num_anchors)
+        box_nwd = ((1.0 - similarity) * weight).sum() / target_scores_sum
+        return (1.0 - self.r) * box + self.r * box_nwd, dfl
+
+
+def _to_px(boxes: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
+    """Grid-unit boxes (as ``BboxLoss`` gets them: px / stride) back to px: xyxy, or xywhr with the angle kept."""
+    if boxes.shape[-1] == 4:
+        return boxes * stride  # (bs, num_anchors, 4) * (num_anchors, 1)
+    return torch.cat((boxes[..., :4] * stride, boxes[..., 4:]), -1)  # (bs, num_anchors, 5)
+
+
 def _at_foreground(values: torch.Tensor, fg_mask: torch.Tensor, n: int) -> torch.Tensor:
     """``values[fg_mask]`` (n,) without a host sync, given the foreground count ``n`` that the caller already knows."""
     fg = fg_mask.flatten()
@@ -184,6 +243,7 @@ class SizeAdaptiveOBBLoss(SizeAdaptiveLoss, v8OBBLoss):
     """``v8OBBLoss`` (oriented boxes): the area is the rotated box's w·h; the angle term follows ``box``."""
 
     box_areas = staticmethod(rotated_box_areas)
+    box_overlap = staticmethod(rotated_overlap)
 
     def calculate_angle_loss(self, pred_bboxes, target_bboxes, fg_mask, weight, target_scores_sum, lambda_val=3):
         """``v8OBBLoss.calculate_angle_loss`` (8.4.190) with each foreground anchor's ``weight`` times its own weight.

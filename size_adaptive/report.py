@@ -223,14 +223,14 @@ def markdown(report: dict) -> str:
         "",
     ]
     diag_labels = ["positives %", "mean fg weight", "objects without a positive %", "positives per object",
-                   "mean target score"]
+                   "mean target score", "mean IoU"]
     rows = []
     for a, e in arms.items():
         v = e["diagnostics"]
         w = v.get("size/mean_fg_weight", math.nan)
         rows.append((a, [_triple(v, "fg", ".1f", 100), "n/a" if not math.isfinite(w) else f"{w:.3f}",
                          _triple(v, "unassigned", ".1f", 100), _triple(v, "pos_per_gt", ".2f"),
-                         _triple(v, "score", ".3g")]))
+                         _triple(v, "score", ".3g"), _triple(v, "iou", ".3g")]))
     lines += _table(diag_labels, rows)
     reading = f"Reading: {report['verdict']['text']}"
     if "size" in arms and "uniform" in arms:

@@ -17,9 +17,9 @@ from dataclasses import replace
 
 from ultralytics.cfg import cfg2dict
 from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.models.yolo.obb import OBBTrainer, OBBValidator
-from ultralytics.models.yolo.pose import PoseTrainer, PoseValidator
-from ultralytics.models.yolo.segment import SegmentationTrainer, SegmentationValidator
+from ultralytics.models.yolo.obb import OBBTrainer
+from ultralytics.models.yolo.pose import PoseTrainer
+from ultralytics.models.yolo.segment import SegmentationTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML, colorstr
 from ultralytics.utils.loss import E2ELoss
 from ultralytics.utils.torch_utils import unwrap_model
@@ -28,8 +28,14 @@ from .demo import DEMO_KEYWORDS, DEMO_TASKS, resolve_data
 from .diagnostics import DIAGNOSTIC_COLUMNS, assignment_counts, describe, diagnostics, new_counts
 from .loss import SIZE_ADAPTIVE_LOSSES, AfterAssign, build_criterion, counted_loss, size_losses
 from .settings import KEYS, SizeSettings, split_size_keys
-from .validator import SizeAdaptiveValidator
-from .weighting import BUCKET_NAMES, anchor_scores, size_buckets
+from .validator import (
+    SizeAdaptiveOBBValidator,
+    SizeAdaptivePoseValidator,
+    SizeAdaptiveSegmentationValidator,
+    SizeAdaptiveValidator,
+    with_per_size_columns,
+)
+from .weighting import anchor_scores, size_buckets
 
 PREFIX = colorstr("size_adaptive:")
 DIAGNOSTICS_FILE = "size_diagnostics.csv"  # a stock run's assignment diagnostics (``observe_assignment``)
@@ -49,7 +55,7 @@ class SizeAdaptiveTraining:
 
     task = "detect"  # the Ultralytics task of the trainer this mixin is put in front of
     validator_class = None  # the task's validator (``get_validator``)
-    per_size_map = False  # Ultralytics' COCO evaluation gives mAP small/medium/large for this task (detect only)
+    per_size_map = False  # the validator reports COCO mAP small/medium/large (it needs save_json, turned on here)
 
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks: dict | None = None):
         base_size, base = split_size_keys(cfg2dict(cfg))
@@ -60,7 +66,7 @@ class SizeAdaptiveTraining:
             overrides["data"] = resolve_data(overrides["data"])
         # The size keys join the *base* config so that get_cfg's key check accepts them and they reach args.yaml,
         # checkpoints ('train_args') and DDP workers (which rebuild the trainer from vars(args)) like stock keys.
-        # save_json turns on Ultralytics' own COCO evaluation, which gives mAP small/medium/large per epoch (detect).
+        # save_json turns on the COCO evaluation that gives mAP small/medium/large per epoch (every box task).
         base = {**base, "save_json": True} if self.per_size_map else base
         super().__init__({**base, **settings.as_args()}, overrides, _callbacks)
         if self.resume:
@@ -91,35 +97,43 @@ class SizeAdaptiveTraining:
         schedule restored, so installing here sees all of them.
         """
         super().resume_training(ckpt)
-        self.size_settings = self._resolve_input_thresholds(self.size_settings)
+        self.size_settings = self._resolve_input_values(self.size_settings)
         for model in (unwrap_model(self.model), self.ema.ema):
             _install_criterion(model, self.size_settings)
         if self.per_size_map and self.metrics is not None and self.args.save_json:
-            # results.csv takes its header from the first row. Epochs that are not validated (val=False) carry the
-            # metrics dict built here, which lacks the per-size keys that a validation adds after mAP50-95: give
-            # them their place now, or the validated rows' columns would shift.
-            keys = list(self.metrics)
-            i = keys.index("metrics/mAP50-95(B)") + 1 if "metrics/mAP50-95(B)" in keys else len(keys)
-            per_size = [f"metrics/mAP_{x}(B)" for x in BUCKET_NAMES]
-            self.metrics = {k: self.metrics.get(k, 0.0) for k in [*keys[:i], *per_size, *keys[i:]]}
+            # Epochs that are not validated (val=False) carry the metrics row built in _setup_train, which lacks the
+            # per-size keys a validation adds after the task's own metrics: give them their place in results.csv.
+            self.metrics = with_per_size_columns(self.metrics, self.validator_class.per_size_kinds)
 
-    def _resolve_input_thresholds(self, settings: SizeSettings) -> SizeSettings:
-        """Convert original-image thresholds to network-input px once, with the train set's median resize factor."""
-        note = ""
+    def _resolve_input_values(self, settings: SizeSettings) -> SizeSettings:
+        """Resolve, once, what depends on the training data, record it in ``args`` and ``args.yaml`` and log it:
+        original-image thresholds in network-input px (the train set's median resize factor), and NWD's C for
+        ``size_nwd_c=auto`` (the training labels' mean box side in network-input px). A resumed run and DDP workers
+        read the recorded values."""
+        notes = []
+        labels = None
         if settings.input_thresholds is None:
-            settings, note = resolve_thresholds(settings, self.train_loader.dataset.labels, self.args.imgsz)
-        elif self.resume:
-            note = " (from the checkpoint)"
+            labels = self.train_loader.dataset.labels
+            settings, note = resolve_thresholds(settings, labels, self.args.imgsz)
+            notes.append(note)
+        if settings.uses_nwd and settings.nwd_input_c is None:
+            labels = labels or self.train_loader.dataset.labels
+            c = mean_label_side(labels, self.args.imgsz, rotated=self.task == "obb")
+            settings = replace(settings, nwd_input_c=c)
+            notes.append(f" (NWD C: mean label side over {len(labels)} train images)")
+        if self.resume and not notes:
+            notes.append(" (from the checkpoint)")
         self.args.size_input_thresholds = list(settings.input_thresholds)
+        self.args.size_nwd_input_c = settings.nwd_input_c
         if RANK in {-1, 0}:
-            YAML.save(self.save_dir / "args.yaml", vars(self.args))  # record the resolved thresholds
-            LOGGER.info(f"{PREFIX} imgsz {self.args.imgsz}: {settings.describe()}{note}")
+            YAML.save(self.save_dir / "args.yaml", vars(self.args))  # record the resolved values
+            LOGGER.info(f"{PREFIX} imgsz {self.args.imgsz}: {settings.describe()}{''.join(notes)}")
         return settings
 
     def get_validator(self):
         """As the task trainer's ``get_validator`` (8.4.190), with args that hold no ``size_*`` keys.
 
-        The validator re-checks its args against Ultralytics' keys (``get_cfg``). Detect gets the validator that
+        The validator re-checks its args against Ultralytics' keys (``get_cfg``). Every task gets the validator that
         reports mAP per size.
         """
         args = split_size_keys(vars(self.args))[1]
@@ -179,21 +193,27 @@ class SizeAdaptiveTrainer(SizeAdaptiveTraining, DetectionTrainer):
 
 
 class SizeAdaptiveSegmentationTrainer(SizeAdaptiveTraining, SegmentationTrainer):
-    """``SegmentationTrainer`` with the size-adaptive loss on the box part (mask terms stock)."""
+    """``SegmentationTrainer`` with the size-adaptive loss on the box part (mask terms stock), and box and mask mAP per
+    size every epoch."""
 
-    task, validator_class = "segment", SegmentationValidator
+    task, validator_class = "segment", SizeAdaptiveSegmentationValidator
+    per_size_map = True
 
 
 class SizeAdaptivePoseTrainer(SizeAdaptiveTraining, PoseTrainer):
-    """``PoseTrainer`` with the size-adaptive loss on the box part (keypoint terms stock)."""
+    """``PoseTrainer`` with the size-adaptive loss on the box part (keypoint terms stock), and box mAP per size every
+    epoch."""
 
-    task, validator_class = "pose", PoseValidator
+    task, validator_class = "pose", SizeAdaptivePoseValidator
+    per_size_map = True
 
 
 class SizeAdaptiveOBBTrainer(SizeAdaptiveTraining, OBBTrainer):
-    """``OBBTrainer`` with the size-adaptive loss on the rotated-box part (areas w·h of the rotated box)."""
+    """``OBBTrainer`` with the size-adaptive loss on the rotated-box part (areas w·h of the rotated box), and
+    rotated-box mAP per size every epoch."""
 
-    task, validator_class = "obb", OBBValidator
+    task, validator_class = "obb", SizeAdaptiveOBBValidator
+    per_size_map = True
 
 
 TRAINERS = {  # Ultralytics task -> our trainer
@@ -221,6 +241,33 @@ def resolve_thresholds(settings: SizeSettings, labels: list[dict], imgsz: int) -
     return settings, f" (median resize factor {factor:.3f} over {len(labels)} train images)"
 
 
+def mean_label_side(labels: list[dict], imgsz: int, rotated: bool = False) -> float:
+    """The mean box side sqrt(w·h) of the training labels in network-input px (each image resized so that its longest
+    side is ``imgsz``): NWD's C for ``size_nwd_c=auto``. Rotated boxes (OBB) use the w·h of their rotated rectangle.
+
+    Raises:
+        ValueError: the labels hold no box (C cannot be derived from them).
+    """
+    import numpy as np
+    from ultralytics.utils.ops import xyxyxyxy2xywhr
+
+    sides = []
+    for lb in labels:
+        h, w = lb["shape"]
+        scale = imgsz / max(h, w)  # original px -> network-input px
+        if rotated and len(lb.get("segments", [])):
+            corners = np.stack(lb["segments"]).reshape(-1, 8) * np.array([w, h] * 4, dtype=np.float32)
+            wh = xyxyxyxy2xywhr(corners)[:, 2:4]
+        else:
+            wh = np.asarray(lb["bboxes"], dtype=np.float64).reshape(-1, 4)[:, 2:4] * np.array([w, h])
+        sides.append(np.sqrt(np.clip(wh[:, 0] * wh[:, 1], 0, None)) * scale)
+    sides = np.concatenate(sides) if sides else np.zeros(0)
+    if not len(sides) or not sides.mean() > 0:
+        raise ValueError("size_nwd_c: expected training labels with boxes to derive 'auto' from; got none (give a "
+                         "number of px, e.g. size_nwd_c=12)")
+    return float(sides.mean())
+
+
 def _install_criterion(model, settings: SizeSettings) -> None:
     """Set ``model.criterion`` to the size-adaptive criterion, keeping an end-to-end criterion's branch schedule."""
     old, new = getattr(model, "criterion", None), build_criterion(model, settings)
@@ -234,15 +281,18 @@ class _Observer:
 
     def __init__(self, criterion, thresholds):
         loss = getattr(criterion, "one2many", criterion)
-        self.area = SIZE_ADAPTIVE_LOSSES[type(loss)].box_areas  # the area our counterpart of this loss uses
+        ours = SIZE_ADAPTIVE_LOSSES[type(loss)]
+        self.area, self.overlap = ours.box_areas, ours.box_overlap  # the area and overlap our counterpart uses
         self.thresholds = thresholds.to(loss.device)
         self.counts = new_counts(loss.device)
         loss.assigner = AfterAssign(loss.assigner, self)
 
-    def __call__(self, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx):
+    def __call__(self, pd_bboxes, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask,
+                 target_gt_idx):
         gt_bucket = size_buckets(self.area(gt_bboxes), self.thresholds)
         score = anchor_scores(target_scores, target_labels)
-        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, out=self.counts)
+        iou = self.overlap(pd_bboxes, target_bboxes)
+        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou, out=self.counts)
 
 
 def observe_assignment(model, settings: SizeSettings | None = None) -> None:

@@ -35,17 +35,19 @@ def model(cfg: str = "yolo11n.yaml", nc: int = 10) -> DetectionModel:
     return _MODELS[cfg, nc].train()
 
 
-def settings(weights=(2.0, 1.5, 1.0), thresholds=(32.0, 96.0), norm=False, terms=("cls", "box", "dfl")) -> SizeSettings:
-    """Settings with thresholds in network-input px."""
+def settings(weights=(2.0, 1.5, 1.0), thresholds=(32.0, 96.0), norm=False, terms=("cls", "box", "dfl"),
+             assign="stock", min_pos=0, box_nwd=0.0, nwd_c=8.0) -> SizeSettings:
+    """Settings with thresholds and NWD's C in network-input px."""
     return SizeSettings(weights=tuple(weights), thresholds=tuple(thresholds), space="input", norm=norm,
-                        terms=tuple(terms), input_thresholds=tuple(thresholds))
+                        terms=tuple(terms), assign=assign, min_pos=min_pos, box_nwd=box_nwd, nwd_c=nwd_c,
+                        input_thresholds=tuple(thresholds), nwd_input_c=nwd_c)
 
 
 def capture_assignment(criterion) -> dict:
-    """Record the arguments of every call of ``criterion``'s assignment hook in the returned dict's ``args``:
-    (gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)."""
+    """Record the arguments of every call of ``criterion``'s assignment hook in the returned dict: ``args``
+    (gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx) and ``pd_bboxes``."""
     captured, hook = {}, criterion.assigner.hook
-    criterion.assigner.hook = lambda *a: (captured.__setitem__("args", a), hook(*a))[1]
+    criterion.assigner.hook = lambda *a: (captured.update(pd_bboxes=a[0], args=a[1:]), hook(*a))[1]
     return captured
 
 

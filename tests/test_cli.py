@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 import ultralytics
 from ultralytics.utils import DEFAULT_CFG_DICT
 
@@ -81,3 +82,52 @@ def test_train_without_data_uses_the_demo_data_of_the_models_task():
                            ("yolo26n-pose.yaml", "demo-pose"), ("yolo11n-obb.yaml", "demo-obb")):
         assert _with_train_defaults(["train", f"model={model}"])[-1] == f"data={keyword}"
     assert not any(a.startswith("data=") for a in _with_train_defaults(["train", "model=yolo11n-cls.yaml"]))
+
+
+def _one_line(err: str) -> str:
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("arg, fragments", [
+    ("model=no_such_model.yaml", ["model: expected an existing model yaml or .pt file", "got 'no_such_model.yaml'"]),
+    ("model=runs/none/weights/best.pt", ["model: expected", "got 'runs/none/weights/best.pt' (not found)"]),
+    ("model=yolo13n-p2.yaml", ["model: expected", "this package ships (yolo11n-p2.yaml", "got 'yolo13n-p2.yaml'"]),
+    ("data=no_such_data.yaml", ["data: expected an existing dataset yaml", "got 'no_such_data.yaml' (not found)"]),
+    ("epochs=0", ["epochs: expected a value that Ultralytics accepts for 'epochs'; got epochs=0", ">= 1"]),
+    ("lr0=fast", ["lr0: expected a value that Ultralytics accepts", "got lr0='fast'", "float"]),
+])
+def test_missing_files_and_bad_stock_values_are_one_usage_error_line_before_any_run_folder(capsys, tmp_path,
+                                                                                          tiny_demo_yaml, arg,
+                                                                                          fragments):
+    err = _one_line(_refused(capsys, tmp_path, f"data={tiny_demo_yaml}", "imgsz=32", arg))
+    assert all(f in err for f in fragments), err
+
+
+def test_bad_stock_value_in_a_cfg_yaml_is_refused_too(capsys, tmp_path, tiny_demo_yaml):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("lr0: fast\n")
+    assert "got lr0='fast'" in _one_line(_refused(capsys, tmp_path, f"data={tiny_demo_yaml}", "imgsz=32", f"cfg={cfg}"))
+
+
+def test_a_genuine_crash_keeps_its_traceback(monkeypatch, tmp_path):
+    # Not a usage error: main lets it through (Python prints the traceback), whatever its type.
+    import ultralytics.cfg
+
+    for error in (RuntimeError("out of memory"), ValueError("a tensor went wrong deep inside")):
+        def crash(error=error):
+            raise error
+
+        monkeypatch.setattr(ultralytics.cfg, "entrypoint", crash)
+        with pytest.raises(type(error), match=str(error)):
+            main(["train", "model=yolo11n.yaml", "data=demo", f"project={tmp_path}"])
+
+
+def test_p2_names_and_shipped_files_pass_the_checks(tmp_path):
+    from size_adaptive.cli import _check_stock_args
+
+    _check_stock_args(["train", "model=yolo12s-p2.yaml", "data=demo-seg", "epochs=3", "lr0=0.02"])
+    _check_stock_args(["val", "model=yolo11n.pt", "data=coco8.yaml"])  # downloaded by Ultralytics when needed
+    from size_adaptive.cli import _with_train_defaults
+
+    assert _with_train_defaults(["train", "model=yolo11n-p2.yaml"])[-1] == "data=demo"

@@ -411,3 +411,99 @@ def test_demo_data_of_another_task_is_refused_before_anything_trains(tmp_path, a
     with pytest.raises(ValueError, match="data: expected the demo data of a segment model, data=demo-seg"):
         compare(model=model, data="demo", seeds=1, arms=arms, project=tmp_path, name="x", **TRAIN)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("arms", ["stock,size", {"stock": None, "cls": {"model": "yolo11n-cls.yaml"}}])
+def test_a_model_without_boxes_is_refused_naming_its_task(tmp_path, capsys, arms):
+    from size_adaptive.cli import main
+
+    model = "yolo11n-cls.yaml" if isinstance(arms, str) else "yolo11n.yaml"
+    with pytest.raises(ValueError, match=r"task: the size-adaptive loss trains detect, segment, pose, obb models .*"
+                                         r"got a classify model \(yolo11n-cls.yaml\)"):
+        compare(model=model, data="demo", seeds=1, arms=arms, project=tmp_path, name="x", **TRAIN)
+    if isinstance(arms, str):  # the issue's command line: one usage-error line, no KeyError
+        assert main(["compare", f"model={model}", "data=demo", f"arms={arms}", f"project={tmp_path}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("yolo-sa: error: task:") and "got a classify model" in err and "KeyError" not in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("a:\n  lr0: 0.02\nb:\na:\n  lr0: 0.03\n",
+     ["arms: arm 'a' is given twice", "(lines 1 and 4)", "expected each arm name once", "second 'a' at line 4"]),
+    ("stock:\nfast:\n  lr0: 0.02\n  mosaic: 0.5\n  lr0: 0.03\n",
+     ["arms: key 'lr0' is given twice", "(lines 3 and 5)", "expected each key of an arm once"]),
+])
+def test_a_name_given_twice_in_an_arms_file_is_refused_with_its_lines(tmp_path, capsys, text, fragments):
+    # PyYAML's safe_load keeps the last of two equal keys silently: the first arm 'a' would vanish.
+    from size_adaptive.cli import main
+
+    arms = _arms_file(tmp_path, text)
+    assert yaml.safe_load(text)  # what plain PyYAML makes of it: no error
+    with pytest.raises(ValueError) as e:
+        load_arms(str(arms))
+    assert all(f in str(e.value) for f in fragments), str(e.value)
+    assert main(["compare", f"arms={arms}", f"project={tmp_path / 'project'}"]) == 2
+    err = capsys.readouterr().err
+    assert all(f in err for f in fragments) and not (tmp_path / "project").exists()
+
+
+def _recorded_run(folder: Path, plan, arm_name: str, seed: int = 0, **trained_with) -> Path:
+    """A finished run folder whose args.yaml is what the trainer records for the arm's run args plus
+    ``trained_with`` (the arm as it was), with what the trainer resolves itself filled in as it would be."""
+    from size_adaptive.compare import resolved_settings
+
+    arm = plan.arm(arm_name)
+    args = resolved_settings({**plan.run_args(arm), "seed": seed, **trained_with}, arm.trainer)
+    args.update(save_dir=str(folder), workers=0, device="cpu", project=str(folder.parent), name=folder.name)
+    if arm.trainer == "size":  # BaseTrainer's auto optimizer, then the thresholds: recorded by the size trainer
+        args.update(optimizer="AdamW", lr0=0.000714, warmup_bias_lr=0.0, size_input_thresholds=[6.4, 19.2])
+    (folder / "weights").mkdir(parents=True)
+    (folder / "weights" / "last.pt").write_bytes(b"checkpoint")
+    (folder / "args.yaml").write_text(yaml.safe_dump(args))
+    (folder / "results.csv").write_text("epoch,metrics/mAP50-95(B)\n" + "".join(
+        f"{e},0.1\n" for e in range(1, args["epochs"] + 1)))
+    return folder
+
+
+def test_reuse_takes_a_run_recorded_with_exactly_the_arms_resolved_settings(tmp_path):
+    from size_adaptive.compare import _finished
+
+    plan = check_args(model="yolo11n.yaml", arms={"stock": None, "box": {"size_terms": "box", "mosaic": 0.5}},
+                      **TRAIN)
+    for arm in plan.arms:
+        run = _recorded_run(tmp_path / f"{arm.name}-seed0", plan, arm.name)
+        assert _finished(run, {**plan.run_args(arm), "seed": 0}, arm.trainer)
+
+
+@pytest.mark.parametrize("arm, trained_with, key, recorded, requested", [
+    ("box", {"mosaic": 0.5}, "mosaic", 0.5, 1.0),  # a stock key removed from the arm since
+    ("box", {"size_norm": True}, "size_norm", True, False),  # a size key removed from the arm since
+    ("stock", {"optimizer": "SGD", "lr0": 0.02}, "lr0", 0.02, 0.01),  # (lr0 counts when the optimizer is not auto)
+    ("stock", {"imgsz": 96}, "imgsz", 96, 64),  # a shared key changed on the command line
+])
+def test_reuse_refuses_a_run_trained_with_a_key_no_longer_in_its_arm_naming_the_key(tmp_path, arm, trained_with, key,
+                                                                                   recorded, requested):
+    from size_adaptive.compare import _finished
+
+    arms = {"stock": None, "box": {"size_terms": "box"}}
+    plan = check_args(model="yolo11n.yaml", arms=arms, **TRAIN)
+    if "optimizer" in trained_with:  # the arm trained with optimizer SGD and lr0 0.02, and now only with SGD
+        plan = check_args(model="yolo11n.yaml", arms={**arms, "stock": {"trainer": "stock", "optimizer": "SGD"}},
+                          **TRAIN)
+    run = _recorded_run(tmp_path / f"{arm}-seed0", plan, arm, **trained_with)
+    with pytest.raises(ValueError, match="holds a run with other settings") as e:
+        _finished(run, {**plan.run_args(plan.arm(arm)), "seed": 0}, plan.arm(arm).trainer)
+    assert f"{key}: recorded {recorded!r}, requested {requested!r}" in str(e.value)
+    assert str(e.value).count("recorded") == 1  # only that key
+
+
+def test_a_key_the_run_predates_counts_with_its_default(tmp_path):
+    # A run trained before a key existed (here: size_terms, Ultralytics' cutmix) had that key's default behaviour.
+    from size_adaptive.compare import _finished
+
+    plan = check_args(model="yolo11n.yaml", arms={"stock": None, "size": None}, **TRAIN)
+    run = _recorded_run(tmp_path / "size-seed0", plan, "size")
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    (run / "args.yaml").write_text(yaml.safe_dump({k: v for k, v in args.items() if k not in ("size_terms", "cutmix")}))
+    assert _finished(run, {**plan.run_args(plan.arm("size")), "seed": 0}, "size")

@@ -10,6 +10,7 @@ import torch
 import helpers as h
 from size_adaptive.diagnostics import (
     DIAGNOSTIC_COLUMNS,
+    IOU,
     OBJECTS,
     POSITIVES,
     SCORE,
@@ -24,15 +25,16 @@ from size_adaptive.loss import SizeAdaptiveDetectionLoss
 def _assignment():
     """One image, three gt slots: a small object with 3 positives, a medium one with none, one padding row.
 
-    Six anchors: 0-2 assigned to gt 0 with target scores 0.2, 0.3, 0.1; 3-5 background (target_gt_idx 0 there,
-    as the assigner leaves it).
+    Six anchors: 0-2 assigned to gt 0 with target scores 0.2, 0.3, 0.1 and overlaps 0.5, 0.25, 0.75; 3-5 background
+    (target_gt_idx 0 there, as the assigner leaves it; their overlaps must not count).
     """
     gt_bucket = torch.tensor([[0, 1, 2]])  # (bs, n_max_boxes); the padding row's bucket must not matter
     mask_gt = torch.tensor([[[1.0], [1.0], [0.0]]])  # (bs, n_max_boxes, 1)
     fg_mask = torch.tensor([[True, True, True, False, False, False]])
     target_gt_idx = torch.zeros(1, 6, dtype=torch.long)
     score = torch.tensor([[0.2, 0.3, 0.1, 0.0, 0.0, 0.0]])
-    return gt_bucket, mask_gt, fg_mask, target_gt_idx, score
+    iou = torch.tensor([[0.5, 0.25, 0.75, 0.9, -0.3, 1.0]])
+    return gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou
 
 
 def test_known_assignment_gives_known_counts():
@@ -41,6 +43,7 @@ def test_known_assignment_gives_known_counts():
     assert counts[UNASSIGNED].tolist() == [0.0, 1.0, 0.0]  # the medium object got no positive
     assert counts[POSITIVES].tolist() == [3.0, 0.0, 0.0]
     torch.testing.assert_close(counts[SCORE], torch.tensor([0.6, 0.0, 0.0]))
+    torch.testing.assert_close(counts[IOU], torch.tensor([1.5, 0.0, 0.0]))  # 0.5 + 0.25 + 0.75; background ignored
 
 
 def test_positives_of_two_objects_in_two_images_land_in_their_own_buckets():
@@ -50,15 +53,16 @@ def test_positives_of_two_objects_in_two_images_land_in_their_own_buckets():
     fg_mask = torch.tensor([[True, True, False, False], [True, False, True, True]])
     target_gt_idx = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 0]])
     score = torch.tensor([[0.5, 0.25, 0.0, 0.0], [0.1, 0.0, 0.4, 0.2]])
-    counts = assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score)
+    counts = assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, score * 2)
     assert counts[OBJECTS].tolist() == [2.0, 1.0, 1.0]  # image 0's gt 1 (small) is real too, without positives
     assert counts[UNASSIGNED].tolist() == [1.0, 0.0, 0.0]
     assert counts[POSITIVES].tolist() == [1.0, 2.0, 2.0]
     torch.testing.assert_close(counts[SCORE], torch.tensor([0.4, 0.75, 0.3]))
+    torch.testing.assert_close(counts[IOU], torch.tensor([0.8, 1.5, 0.6]))
 
 
 def test_counts_accumulate_in_place_over_calls():
-    out = torch.zeros(4, 3)
+    out = torch.zeros(5, 3)
     for _ in range(3):
         assert assignment_counts(*_assignment(), out=out) is out
     assert out[OBJECTS].tolist() == [3.0, 3.0, 0.0] and out[POSITIVES].tolist() == [9.0, 0.0, 0.0]
@@ -68,8 +72,8 @@ def test_batch_without_ground_truth_counts_nothing():
     gt_bucket, mask_gt = torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, 1)
     fg_mask = torch.zeros(2, 6, dtype=torch.bool)
     target_gt_idx = torch.zeros(2, 6)  # float: the assigner's own early return for n_max_boxes == 0
-    counts = assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, torch.zeros(2, 6))
-    assert torch.equal(counts, torch.zeros(4, 3))
+    counts = assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, torch.zeros(2, 6), torch.zeros(2, 6))
+    assert torch.equal(counts, torch.zeros(5, 3))
 
 
 def test_columns_are_shares_means_and_nan_for_empty_buckets():
@@ -78,6 +82,7 @@ def test_columns_are_shares_means_and_nan_for_empty_buckets():
         [1.0, 0.0, 0.0],  # unassigned
         [6.0, 3.0, 0.0],  # positives
         [1.2, 1.5, 0.0],  # target-score sums
+        [3.0, 2.4, 0.0],  # overlap sums
     ])
     values = diagnostics(counts, weights=(2.0, 1.5, 1.0))
     assert list(values) == list(DIAGNOSTIC_COLUMNS)
@@ -88,15 +93,17 @@ def test_columns_are_shares_means_and_nan_for_empty_buckets():
     assert values["size/unassigned_small"] == 0.25 and values["size/unassigned_medium"] == 0
     assert values["size/pos_per_gt_small"] == 1.5 and values["size/pos_per_gt_medium"] == 1.5
     assert values["size/score_small"] == pytest.approx(0.2) and values["size/score_medium"] == pytest.approx(0.5)
-    assert all(math.isnan(values[f"size/{w}_large"]) for w in ("unassigned", "pos_per_gt", "score"))
+    assert values["size/iou_small"] == pytest.approx(0.5) and values["size/iou_medium"] == pytest.approx(0.8)
+    assert all(math.isnan(values[f"size/{w}_large"]) for w in ("unassigned", "pos_per_gt", "score", "iou"))
     assert "size/mean_fg_weight" not in diagnostics(counts)  # a stock run has no weights
 
 
 def test_log_line_reads_na_for_empty_buckets():
-    counts = torch.tensor([[4.0, 2.0, 0.0], [1.0, 0.0, 0.0], [6.0, 3.0, 0.0], [1.2, 1.5, 0.0]])
+    counts = torch.tensor([[4.0, 2.0, 0.0], [1.0, 0.0, 0.0], [6.0, 3.0, 0.0], [1.2, 1.5, 0.0], [3.0, 2.4, 0.0]])
     line = describe(diagnostics(counts, weights=(2.0, 1.5, 1.0)))
     assert line == ("small/medium/large: positives 66.7/33.3/0.0% (mean weight 1.833); objects without a positive "
-                    "25.0/0.0/n/a%; positives per object 1.5/1.5/n/a; mean target score 0.20/0.50/n/a")
+                    "25.0/0.0/n/a%; positives per object 1.5/1.5/n/a; mean target score 0.20/0.50/n/a; mean IoU "
+                    "0.50/0.80/n/a")
 
 
 def test_loss_counts_every_labelled_object_once_per_call():

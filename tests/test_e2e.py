@@ -169,7 +169,8 @@ model, trainer = (YOLO(cfg), None) if sys.argv[2] == "yolo" else (StockYOLO(cfg)
 model.add_callback("on_model_save", stop_after_first_checkpoint)
 try:
     model.train(data=data, epochs=3, imgsz=128, batch=4, device="cpu", plots=False, project=sys.argv[1], name="run",
-                size_weights=[3, 2, 1], size_thresholds=[20, 60], size_terms="box,dfl", trainer=trainer)
+                size_weights=[3, 2, 1], size_thresholds=[20, 60], size_terms="box,dfl", size_assign="nwd",
+                size_min_pos=2, size_box_nwd=0.2, trainer=trainer)
 except KeyboardInterrupt:
     print("interrupted")
 """
@@ -184,6 +185,7 @@ def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, 
     first = yaml.safe_load((folder / "args.yaml").read_text())
     assert len(_rows(folder)) == 1
     assert first["size_weights"] == [3.0, 2.0, 1.0] and first["size_terms"] == ["box", "dfl"]
+    assert first["size_assign"] == "nwd" and first["size_nwd_c"] == "auto" and first["size_nwd_input_c"] > 0
     last = folder / "weights" / "last.pt"
     args = [f"resume={last}"] if how == "resume=path" else [f"model={last}", "resume=True"]
     log = _plain(_run("-m", "size_adaptive", "train", *args).stdout)
@@ -191,6 +193,7 @@ def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, 
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     factor = 128 / 640
     assert f"20/60 px original -> {20 * factor:.1f}/{60 * factor:.1f} px input" in log and "(from the checkpoint)" in log
+    assert f"NWD C {first['size_nwd_input_c']:.1f} px" in log and "assigner nwd, at least 2 positives" in log
     assert all(abs(float(r["size/mean_fg_weight"]) - (3 * float(r["size/fg_small"]) + 2 * float(r["size/fg_medium"])
                                                          + float(r["size/fg_large"]))) < 1e-3 for r in rows)
     after = yaml.safe_load((folder / "args.yaml").read_text())
@@ -208,10 +211,11 @@ def test_ddp_worker_file_trains_with_our_loss(tmp_path, tiny_demo_yaml):
     trainer = SizeAdaptiveTrainer(overrides={
         "model": "yolo11n.yaml", "data": str(tiny_demo_yaml), "epochs": 1, "imgsz": IMGSZ, "batch": 4, "device": "cpu",
         "plots": False, "project": str(tmp_path), "name": "ddp", "size_weights": "3,2,1", "size_space": "input",
-        "size_thresholds": "8,20"})
+        "size_thresholds": "8,20", "size_assign": "fixed", "size_box_nwd": 0.25, "size_nwd_c": 12})
     file = generate_ddp_file(trainer)
     log = _plain(_run(file).stdout)
     assert "imgsz 128: thresholds 8/20 px input; weights small x3, medium x2, large x1" in log
+    assert "assigner fixed; box term 0.75(1 - CIoU) + 0.25(1 - NWD); NWD C 12.0 px" in log
     (row,) = _rows(tmp_path / "ddp")
     shares = [float(row[f"size/fg_{s}"]) for s in ("small", "medium", "large")]
     assert min(shares) > 0 and abs(float(row["size/mean_fg_weight"]) - (3 * shares[0] + 2 * shares[1] + shares[2])) < 1e-3

@@ -282,7 +282,7 @@ def test_weights_follow_the_rule_and_positives_are_counted_per_bucket():
     counts = ours.reset_size_counts()
     assert torch.equal(counts[POSITIVES], expected)
     assert torch.equal(counts[OBJECTS], torch.tensor([1.0, 1.0, 1.0]))  # one 20, 40 and 60 px object
-    assert torch.equal(ours.size_counts, torch.zeros(4, 3))
+    assert torch.equal(ours.size_counts, torch.zeros(5, 3))
 
 
 def test_a_duplicated_label_is_counted_as_an_object_without_positive_anchors():
@@ -293,7 +293,7 @@ def test_a_duplicated_label_is_counted_as_an_object_without_positive_anchors():
     b = h.batch([[10, 10, 30, 30], [10, 10, 30, 30], [4, 4, 44, 44]], IMGSZ, image_idx=[0, 0, 1])
     ours = SizeAdaptiveDetectionLoss(m, settings=h.settings())
     ours(p, b)
-    objects, unassigned, positives, score = ours.reset_size_counts()
+    objects, unassigned, positives, score, _ = ours.reset_size_counts()
     assert objects.tolist() == [2.0, 1.0, 0.0] and unassigned.tolist() == [1.0, 0.0, 0.0]
     assert positives[0] > 0 and positives[1] > 0 and score[0] > 0 and positives[2] == 0
 
@@ -319,7 +319,8 @@ def test_weighting_runs_under_cuda_sync_debug_mode_error(norm):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        ours.weigh(gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)
+        ours.weigh(captured["pd_bboxes"], gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask,
+                   target_gt_idx)
         ours.bce(pred_scores, target_scores.float())
         ours.reset_size_counts()
     finally:
@@ -394,3 +395,91 @@ def test_training_step_under_cpu_autocast(dtype):
     assert torch.isfinite(total).all()
     assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
     del m.criterion
+
+
+def test_box_nwd_blends_the_box_term_by_hand():
+    # box = gain · Σ_fg score_sum · ((1 - r)(1 - CIoU) + r(1 - NWD)) / target_scores_sum, NWD of the predicted and the
+    # assigned box in px (the assigner's own inputs), with C = 8 px.
+    from size_adaptive.nwd import nwd
+
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock = h.stock_and_size(m, h.settings(weights=(1, 1, 1)))[0]
+    _, items_s = stock(p, b)
+    r = 0.3
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(1, 1, 1), box_nwd=r, nwd_c=8.0))
+    captured = h.capture_assignment(ours)
+    _, items_o = ours(p, b)
+    _, _, _, target_bboxes, target_scores, fg, _ = captured["args"]
+    weight = target_scores.sum(-1)[fg]
+    term_nwd = ((1 - nwd(captured["pd_bboxes"][fg], target_bboxes[fg], 8.0)) * weight).sum()
+    expected = (1 - r) * items_s["box_loss"] + r * stock.hyp.box * term_nwd / target_scores.sum().clamp(min=1)
+    torch.testing.assert_close(items_o["box_loss"], expected, rtol=1e-5, atol=0)
+    assert torch.equal(items_o["cls_loss"], items_s["cls_loss"]) and torch.equal(items_o["dfl_loss"], items_s["dfl_loss"])
+
+
+def test_box_nwd_keeps_the_size_weight_of_the_box_term():
+    # Equal weights 3 on the box term scale both parts of the blended term by 3; unweighted, neither.
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    one = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(1, 1, 1), box_nwd=0.5))(p, b)[1]
+    three = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(3, 3, 3), box_nwd=0.5, terms=("box",)))(p, b)[1]
+    torch.testing.assert_close(three["box_loss"], 3 * one["box_loss"], rtol=1e-5, atol=0)
+    assert torch.equal(three["dfl_loss"], one["dfl_loss"]) and torch.equal(three["cls_loss"], one["cls_loss"])
+
+
+@pytest.mark.parametrize("kw", [dict(assign="fixed"), dict(assign="nwd", min_pos=3), dict(box_nwd=0.2)],
+                         ids=["fixed", "nwd_min_pos3", "box_nwd"])
+def test_assignment_settings_add_no_host_device_sync_to_the_detection_loss(kw):
+    m = h.model()
+    p, b = h.preds(m, 2, IMGSZ), _batch()
+    stock, ours = h.stock_and_size(m, h.settings(**kw))
+    stock_ops, our_ops = _ops(stock, p, b), _ops(ours, p, b)
+    assert {k: our_ops[k] for k in SYNC_OPS} == {k: stock_ops[k] for k in SYNC_OPS}
+    assert our_ops["topk"] > stock_ops["topk"] or "box_nwd" in kw  # the recorder sees the patched assigner
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo26n.yaml"])
+def test_assignment_settings_under_cpu_autocast_are_finite(cfg, dtype):
+    m = h.model(cfg)
+    m.criterion = build_criterion(m, h.settings(assign="nwd", min_pos=3, box_nwd=0.2, terms=("box", "dfl")))
+    b = {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}
+    m.zero_grad()
+    with torch.autocast("cpu", dtype=dtype):
+        total, items = m.loss(b)
+    total.sum().backward()
+    assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
+    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
+    del m.criterion
+
+
+def test_nwd_settings_need_a_resolved_c():
+    from size_adaptive.settings import SizeSettings
+
+    settings = SizeSettings.from_dict({"size_space": "input", "size_box_nwd": 0.2})  # size_nwd_c auto, unresolved
+    with pytest.raises(ValueError, match="size_nwd_c: expected C in network-input px"):
+        SizeAdaptiveDetectionLoss(h.model(), settings=settings)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA; the CPU proof is "
+                    "test_assignment_settings_add_no_host_device_sync_to_the_detection_loss")
+def test_assigner_patches_and_nwd_run_under_cuda_sync_debug_mode_error():
+    # Our parts of the patched assigner and the NWD box term (upstream's get_box_metrics syncs by itself: nonzero).
+    from size_adaptive.assign import candidate_ranks, top_up
+    from size_adaptive.nwd import nwd
+
+    g = torch.Generator().manual_seed(0)
+    metric = (torch.rand(4, 6, 8400, generator=g) - 0.5).clamp(min=0).cuda()
+    candidates = (torch.rand(4, 6, 8400, generator=g) > 0.9).cuda()
+    anchors = (torch.rand(8400, 2, generator=g) * 640).cuda()
+    gt = torch.cat((torch.rand(4, 6, 2, generator=g) * 600, torch.rand(4, 6, 2, generator=g) * 600 + 10), -1).cuda()
+    mask_pos = torch.zeros(4, 6, 8400, dtype=torch.int8, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        ranks = candidate_ranks(metric, candidates, anchors, gt)
+        top_up(mask_pos, ranks, 3)
+        nwd(gt, gt.flip(1), 12.0).sum()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -207,3 +207,113 @@ def test_foreground_gather_without_a_boolean_mask_equals_boolean_indexing(seed):
     values, fg_mask = torch.rand(3, 50, generator=g), torch.rand(3, 50, generator=g) > 0.7
     n = int(fg_mask.sum())
     assert torch.equal(_at_foreground(values, fg_mask, n), values[fg_mask])
+
+
+# Assignment and box-term settings (size_assign, size_min_pos, size_box_nwd), on every task loss.
+ASSIGN_SETTINGS = {"fixed": dict(assign="fixed"), "nwd": dict(assign="nwd"), "fixed_min_pos3": dict(assign="fixed",
+                   min_pos=3), "box_nwd": dict(box_nwd=0.5)}
+NWD_REFUSED = {SegmentLoss26, PoseLoss26}  # their assigners' overlaps are mask IoU / keypoint OKS
+
+
+def _setting_cases():
+    for key in KEYS:
+        for name, kw in ASSIGN_SETTINGS.items():
+            upstream = key[0] if isinstance(key, tuple) else key
+            if kw.get("assign") != "nwd" or upstream not in NWD_REFUSED:
+                yield pytest.param(key, kw, id=f"{IDS[KEYS.index(key)]}-{name}")
+
+
+SETTING_CASES = list(_setting_cases())
+
+
+def _capture_stock(stock) -> dict:
+    from size_adaptive.loss import AfterAssign
+
+    captured = {}
+    stock.assigner = AfterAssign(stock.assigner, lambda *a: captured.update(args=a[1:]))
+    return captured
+
+
+@pytest.mark.parametrize("key", KEYS, ids=IDS)
+def test_defaults_give_exactly_the_stock_assignment_tensors(key):
+    m, upstream, p, b = _setup(key)
+    stock, ours = _pair(m, upstream, weights=(1, 1, 1))
+    cap_s, cap_o = _capture_stock(stock), h.capture_assignment(ours)
+    stock(p, b)
+    ours(p, b)
+    assert len(cap_o["args"]) == 7 and all(torch.equal(s, o) for s, o in zip(cap_s["args"], cap_o["args"]))
+
+
+@pytest.mark.parametrize("key, kw", SETTING_CASES)
+def test_assignment_settings_train_and_keep_background_cls_gradients_stock(key, kw):
+    # Anchors that are background under both the stock and the patched assignment get the stock cls gradient: the
+    # settings change which anchors are positive, never the weight of the others. Only upstream's normaliser, the
+    # target-score sum of the assignment, differs (NWD gives scores where CIoU gave 0): gradient x sum is stock.
+    m, upstream, p, b = _setup(key)
+    stock, ours = _pair(m, upstream, weights=(1, 1, 1), **kw)
+    cap_s, cap_o = _capture_stock(stock), h.capture_assignment(ours)
+    total, items, grads = h.task_loss_and_grads(ours, p, b)
+    assert torch.isfinite(total).all() and all(torch.isfinite(v).all() for v in items.values())
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert ours.size_counts[OBJECTS].sum() == 3 and ours.size_counts[POSITIVES].sum() > 0
+    p["scores"].grad = None
+    stock(p, b)[0].sum().backward()
+    g_s = p["scores"].grad.clone()
+    p["scores"].grad = None
+    ours(p, b)[0].sum().backward()
+    bg = ~(cap_s["args"][5] | cap_o["args"][5]).unsqueeze(1).expand_as(g_s)  # (bs, num_classes, num_anchors)
+    sum_s, sum_o = (cap["args"][4].sum().clamp(min=1) for cap in (cap_s, cap_o))
+    assert bg.any() and torch.allclose(g_s[bg] * sum_s, p["scores"].grad[bg] * sum_o, rtol=1e-5, atol=0)
+    if "box_nwd" in kw or kw["assign"] == "fixed":  # the same scores: exactly stock
+        assert torch.equal(g_s[bg], p["scores"].grad[bg])
+
+
+@pytest.mark.parametrize("key, kw", SETTING_CASES)
+def test_assignment_settings_on_an_empty_batch_are_finite_and_stock(key, kw):
+    cfg, task = CASES[key]
+    empty = h.task_batch(task, torch.zeros(0, 4), IMGSZ, [], angles=[])
+    empty["batch_idx"] = torch.zeros(0)
+    m, upstream, p, b = _setup(key, batch=empty)
+    stock, ours = _pair(m, upstream, weights=(1, 1, 1), **kw)
+    total_s, _, grads_s = h.task_loss_and_grads(stock, p, b)
+    total_o, _, grads_o = h.task_loss_and_grads(ours, p, b)
+    assert torch.isfinite(total_o).all() and torch.equal(total_s, total_o)
+    assert all(torch.equal(gs, go) for gs, go in zip(grads_s, grads_o))
+
+
+@pytest.mark.parametrize("key, kw", SETTING_CASES)
+def test_assignment_settings_add_no_host_device_sync(key, kw):
+    m, upstream, p, b = _setup(key)
+    stock, ours = _pair(m, upstream, **kw)
+    assert _sync_ops(ours, p, b) == _sync_ops(stock, p, b)
+
+
+@pytest.mark.parametrize("key", KEYS, ids=IDS)
+def test_box_nwd_zero_is_the_stock_loss_and_it_changes_only_the_box_term(key):
+    m, upstream, p, b = _setup(key)
+    stock, zero = _pair(m, upstream, weights=(1, 1, 1), box_nwd=0.0)
+    total_s, items_s, grads_s = h.task_loss_and_grads(stock, p, b)
+    total_z, items_z, grads_z = h.task_loss_and_grads(zero, p, b)
+    assert torch.equal(total_s, total_z) and all(torch.equal(s, z) for s, z in zip(grads_s, grads_z))
+    _, half = _pair(m, upstream, weights=(1, 1, 1), box_nwd=0.5)
+    _, items_h, _ = h.task_loss_and_grads(half, p, b)
+    assert not torch.equal(items_h["box_loss"], items_s["box_loss"])
+    assert all(torch.equal(items_h[k], items_s[k]) for k in items_s if k != "box_loss")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("cfg", ["yolo11n-obb.yaml", "yolo11n-seg.yaml", "yolo26n-pose.yaml"])
+def test_assignment_settings_under_cpu_autocast_stay_finite(cfg, dtype):
+    m = h.model(cfg, nc=NC)
+    task = {"seg": "segment", "pose": "pose", "obb": "obb"}[cfg.split("-")[1].split(".")[0]]
+    b = {**h.task_batch(task, BOXES, IMGSZ, IMAGE_IDX, classes=CLASSES, angles=[0.3, 0.0, 1.1]),
+         "img": torch.rand(2, 3, IMGSZ, IMGSZ)}
+    assign = "fixed" if "26" in cfg else "nwd"
+    m.criterion = build_criterion(m, h.settings(thresholds=(32, 50), assign=assign, min_pos=3, box_nwd=0.3))
+    m.zero_grad()
+    with torch.autocast("cpu", dtype=dtype):
+        total, items = m.loss(b)
+    total.sum().backward()
+    assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
+    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
+    del m.criterion

@@ -92,8 +92,8 @@ def test_demo_keyword_selects_the_generated_data(tmp_path, monkeypatch):
 @pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo26n.yaml"])
 def test_diagnostic_columns_from_known_counts_of_the_counted_branch(tmp_path, tiny_demo_yaml, cfg):
     # Counts: 5 small, 2 medium, 1 large object; 1 small without a positive; 6 small, 3 medium, 1 large positives;
-    # target-score sums 1.2, 1.5, 0.5. Shares 0.6 / 0.3 / 0.1, mean weight 0.6 * 2 + 0.3 * 1.5 + 0.1 * 1 = 1.75,
-    # unassigned 1/5, positives per object 6/5, 3/2, 1/1, mean scores 0.2, 0.5, 0.5. An end-to-end model reports its
+    # target-score sums 1.2, 1.5, 0.5; overlap sums 3, 1.2, 0.9. Shares 0.6 / 0.3 / 0.1, mean weight 0.6 * 2 + 0.3 * 1.5 + 0.1 * 1 = 1.75,
+    # unassigned 1/5, positives per object 6/5, 3/2, 1/1, mean scores 0.2, 0.5, 0.5, mean IoU 0.5, 0.4, 0.9. An end-to-end model reports its
     # one-to-many branch: the one-to-one branch's counts (all tens here) must not leak in.
     import csv
     import time
@@ -107,9 +107,9 @@ def test_diagnostic_columns_from_known_counts_of_the_counted_branch(tmp_path, ti
     t.model = h.model(cfg)
     t.model.criterion = build_criterion(t.model, t.size_settings)
     counted = getattr(t.model.criterion, "one2many", t.model.criterion)
-    counted.size_counts = torch.tensor([[5.0, 2, 1], [1, 0, 0], [6, 3, 1], [1.2, 1.5, 0.5]])
+    counted.size_counts = torch.tensor([[5.0, 2, 1], [1, 0, 0], [6, 3, 1], [1.2, 1.5, 0.5], [3, 1.2, 0.9]])
     if hasattr(t.model.criterion, "one2one"):
-        t.model.criterion.one2one.size_counts = torch.full((4, 3), 10.0)
+        t.model.criterion.one2one.size_counts = torch.full((5, 3), 10.0)
     t.epoch, t.train_time_start = 0, time.time()
     t.save_metrics({"metrics/mAP50(B)": 0.5})
     t.epoch = 1
@@ -117,8 +117,32 @@ def test_diagnostic_columns_from_known_counts_of_the_counted_branch(tmp_path, ti
     rows = list(csv.DictReader(open(t.csv)))
     expected = {"fg_small": 0.6, "fg_medium": 0.3, "fg_large": 0.1, "mean_fg_weight": 1.75, "unassigned_small": 0.2,
                 "unassigned_medium": 0.0, "pos_per_gt_small": 1.2, "pos_per_gt_medium": 1.5, "pos_per_gt_large": 1.0,
-                "score_small": 0.2, "score_medium": 0.5, "score_large": 0.5}
+                "score_small": 0.2, "score_medium": 0.5, "score_large": 0.5, "iou_small": 0.5, "iou_medium": 0.4,
+                "iou_large": 0.9}
     assert {k: float(rows[0][f"size/{k}"]) for k in expected} == pytest.approx(expected)
     assert float(rows[1]["size/fg_small"]) == 0 and float(rows[1]["size/mean_fg_weight"]) == 0
     assert rows[1]["size/unassigned_small"] == "nan"  # no objects counted: not a share of 0
     del t.model.criterion
+
+
+def test_mean_label_side_is_the_mean_box_side_in_network_input_px():
+    import math
+
+    import numpy as np
+
+    from size_adaptive.trainer import mean_label_side
+
+    # Image A: 200x100 px (w x h), imgsz 100 -> factor 0.5; its box 0.1 x 0.2 of the image = 20x20 px -> 10 px.
+    # Image B: 50x50 px -> factor 2; its box 0.2 x 0.08 = 10x4 px -> sqrt(40) · 2 px. C = the mean of the two.
+    labels = [{"shape": (100, 200), "bboxes": np.array([[0.5, 0.5, 0.1, 0.2]])},
+              {"shape": (50, 50), "bboxes": np.array([[0.5, 0.5, 0.2, 0.08]])}]
+    assert mean_label_side(labels, 100) == pytest.approx((10 + 2 * math.sqrt(40)) / 2)
+    # OBB: a 40x10 px rectangle turned by 45° in a 100x100 px image at imgsz 100: side sqrt(400) = 20 (its axis-aligned
+    # hull would give about 35).
+    c, s = math.cos(math.pi / 4), math.sin(math.pi / 4)
+    corners = [(50 + dx * c - dy * s, 50 + dx * s + dy * c) for dx, dy in ((-20, -5), (20, -5), (20, 5), (-20, 5))]
+    segment = np.array(corners, dtype=np.float32) / 100
+    rotated = [{"shape": (100, 100), "bboxes": np.array([[0.5, 0.5, 0.35, 0.35]]), "segments": [segment]}]
+    assert mean_label_side(rotated, 100, rotated=True) == pytest.approx(20, rel=1e-3)
+    with pytest.raises(ValueError, match="size_nwd_c: expected training labels with boxes"):
+        mean_label_side([{"shape": (10, 10), "bboxes": np.zeros((0, 4))}], 64)

@@ -1,0 +1,224 @@
+"""``size_assign`` and ``size_min_pos`` on hand-built assignments: who gets positives, which object an anchor goes to.
+
+Geometry used below (imgsz 64, strides 8/16/32): anchor centres lie at 4, 12, ..., 60 px (stride 8), 8, 24, 40, 56
+(16) and 16, 48 (32). Ultralytics 8.4.190 enlarges boxes with a side under ``stride_val`` (16 px) to 16 px around
+their centre when it picks candidates, so a 6x6 px box at (30, 30)-(36, 36) has the candidate region (25, 25)-(41,
+41): stride-8 centres at 28 and 36 on each axis (4 anchors) and the stride-16 centre (40, 40), 5 candidates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from ultralytics.utils.loss import E2ELoss, v8DetectionLoss
+from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
+
+import helpers as h
+from size_adaptive.assign import SizeAssigner, candidate_ranks, patch_assigner, top_up
+from size_adaptive.diagnostics import OBJECTS, POSITIVES, SCORE, UNASSIGNED
+from size_adaptive.loss import SizeAdaptiveDetectionLoss, build_criterion
+
+IMGSZ = 64
+_FEATS = [torch.zeros(1, 1, IMGSZ // s, IMGSZ // s) for s in (8, 16, 32)]
+_ANC, _STRIDE = make_anchors(_FEATS, torch.tensor([8.0, 16.0, 32.0]))
+ANCHORS_PX = _ANC * _STRIDE  # (84, 2)
+NA = len(ANCHORS_PX)
+SMALL_BOX = [30.0, 30.0, 36.0, 36.0]
+
+
+def _assigner(mode=None, min_pos=0, topk=10, topk2=None, c=4.0):
+    a = TaskAlignedAssigner(topk=topk, num_classes=2, alpha=0.5, beta=6.0, stride=[8, 16, 32], topk2=topk2)
+    return a if mode is None else patch_assigner(a, mode, min_pos, c)
+
+
+def _predictions(boxes_at_anchor=None):
+    """Scores 0.5 everywhere; every anchor predicts a 2x2 px box at its own centre (overlapping nothing but itself),
+    or ``boxes_at_anchor`` (xyxy px) everywhere."""
+    scores = torch.full((1, NA, 2), 0.5)
+    if boxes_at_anchor is None:
+        pd = torch.cat((ANCHORS_PX - 1, ANCHORS_PX + 1), -1)[None]
+    else:
+        pd = torch.tensor(boxes_at_anchor).expand(1, NA, 4).clone()
+    return scores, pd
+
+
+def _gt(boxes):
+    n = len(boxes)
+    gt = torch.tensor(boxes, dtype=torch.float32)[None]  # (1, n, 4)
+    return torch.zeros(1, n, 1), gt, torch.ones(1, n, 1)
+
+
+def _in_region(box, anchors=ANCHORS_PX, floor=16.0):
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half_w, half_h = max(box[2] - box[0], floor) / 2, max(box[3] - box[1], floor) / 2
+    return ((anchors[:, 0] - cx).abs() < half_w) & ((anchors[:, 1] - cy).abs() < half_h)
+
+
+def test_the_small_box_whose_candidates_predict_no_overlap_gets_no_positive_from_stock_tal():
+    labels, gt, mask = _gt([SMALL_BOX])
+    out = _assigner()(*_predictions(), ANCHORS_PX, labels, gt, mask)
+    assert out[3].sum() == 0  # fg_mask: CIoU is 0 at every candidate, top-k picks anchors outside the region
+    overlapping = _assigner()(*_predictions(SMALL_BOX), ANCHORS_PX, labels, gt, mask)
+    assert overlapping[3].sum() == int(_in_region(SMALL_BOX).sum()) == 5
+
+
+@pytest.mark.parametrize("mode", ["fixed", "nwd"])
+def test_fixed_and_nwd_give_the_small_box_all_its_candidates(mode):
+    labels, gt, mask = _gt([SMALL_BOX])
+    _, _, target_scores, fg_mask, _ = _assigner(mode)(*_predictions(), ANCHORS_PX, labels, gt, mask)
+    assert torch.equal(fg_mask[0], _in_region(SMALL_BOX))
+    # fixed keeps upstream's scores: zero metric, zero target score. NWD is never 0: the object gets a score.
+    assert bool(target_scores.sum() > 0) == (mode == "nwd")
+
+
+def test_fixed_ranks_zero_metric_candidates_by_centre_distance():
+    # Top-3 of the 5 candidates of the 6x6 box centred at (33, 33): the stride-8 centres (28|36, 28|36) are 5.0 and
+    # 4.2 px away, (40, 40) is 9.9 px away: the three nearest are (36, 36), then (28, 36) and (36, 28).
+    labels, gt, mask = _gt([SMALL_BOX])
+    _, _, _, fg_mask, _ = _assigner("fixed", topk=3)(*_predictions(), ANCHORS_PX, labels, gt, mask)
+    picked = {tuple(p) for p in ANCHORS_PX[fg_mask[0]].tolist()}
+    assert picked == {(36.0, 36.0), (28.0, 36.0), (36.0, 28.0)}
+
+
+def test_fixed_equals_stock_where_every_candidate_overlaps():
+    labels, gt, mask = _gt([[8.0, 8.0, 40.0, 40.0], [30.0, 30.0, 60.0, 50.0]])
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(1, NA, 2, generator=g)
+    pd = torch.tensor([[10.0, 10.0, 50.0, 48.0]]).expand(1, NA, 4).clone()  # overlaps both objects everywhere
+    stock = _assigner()(scores, pd, ANCHORS_PX, labels, gt, mask)
+    fixed = _assigner("fixed")(scores, pd, ANCHORS_PX, labels, gt, mask)
+    assert all(torch.equal(s, f) for s, f in zip(stock, fixed))
+
+
+def _contest(overlaps_of_claimants):
+    """Object 0 claims anchor 3 only; objects 1 and 2 both claim anchor 1 (1: anchors 0, 1; 2: anchors 1, 2)."""
+    a = _assigner("fixed")
+    mask_pos = torch.tensor([[[0, 0, 0, 1], [1, 1, 0, 0], [0, 1, 1, 0]]], dtype=torch.int8)
+    overlaps = torch.zeros(1, 3, 4)
+    overlaps[0, 0, 1] = 0.9  # object 0 overlaps anchor 1 best, but never claimed it
+    overlaps[0, 1, 1], overlaps[0, 2, 1] = overlaps_of_claimants
+    a._ranks = torch.tensor([[[-9.0, -9.0, -9.0, -1.0], [-2.0, -5.0, -9.0, -9.0], [-9.0, -3.0, -2.0, -9.0]]])
+    return a, mask_pos, overlaps
+
+
+@pytest.mark.parametrize("claimant_overlaps, winner", [((0.2, 0.3), 2), ((0.0, 0.0), 2), ((0.4, 0.0), 1)])
+def test_a_contested_anchor_goes_to_the_best_of_its_claimants(claimant_overlaps, winner):
+    # Stock gives anchor 1 to the argmax of the overlaps over all objects: object 0, which never claimed it. Fixed gives
+    # it to the claimant with the higher overlap, or, where both are 0, to the one whose centre is nearer (rank -3
+    # beats -5).
+    a, mask_pos, overlaps = _contest(claimant_overlaps)
+    stock_idx, _, _ = TaskAlignedAssigner.select_highest_overlaps(a, mask_pos, overlaps, 3, overlaps)
+    assert stock_idx[0, 1] == 0
+    target_gt_idx, fg_mask, new_mask = a.select_highest_overlaps(mask_pos, overlaps, 3, overlaps)
+    assert target_gt_idx[0, 1] == winner and fg_mask.tolist() == [[1, 1, 1, 1]]
+    assert new_mask[0, :, 1].tolist() == [int(i == winner) for i in range(3)]
+    assert [target_gt_idx[0, i].item() for i in (0, 2, 3)] == [1, 2, 0]  # uncontested anchors keep their object
+
+
+def test_top_up_takes_the_best_free_anchors_of_the_region_up_to_k():
+    # Object 0 has 1 positive (anchor 0) and region {0, 1, 2, 3}; anchor 1 is object 1's positive, so it is not free.
+    # Ranks: anchor 3 > anchor 2. With k = 3 object 0 takes 2 and 3. Object 1 (region {1, 4}) has 1 positive and takes
+    # anchor 4; object 2 (region {5} only, 0 positives) takes 5; a padding row takes nothing.
+    inf = float("-inf")
+    mask_pos = torch.zeros(1, 4, 6, dtype=torch.int8)
+    mask_pos[0, 0, 0] = mask_pos[0, 1, 1] = 1
+    ranks = torch.tensor([[[0.5, 0.4, -3.0, -2.0, inf, inf],
+                           [inf, 0.9, inf, inf, -4.0, inf],
+                           [inf, inf, inf, inf, inf, -1.0],
+                           [inf] * 6]])
+    out = top_up(mask_pos, ranks, 3)
+    assert out.dtype == mask_pos.dtype
+    assert out[0].tolist() == [[1, 0, 1, 1, 0, 0], [0, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1], [0] * 6]
+    assert torch.equal(top_up(mask_pos, ranks, 1), mask_pos + torch.tensor([0, 0, 0, 0, 0, 1]).view(1, 1, 6) *
+                       torch.tensor([0, 0, 1, 0]).view(1, 4, 1))  # k = 1: only the empty object 2 is topped up
+
+
+def test_top_up_gives_a_free_anchor_wanted_by_two_objects_to_the_one_that_ranks_it_higher():
+    inf = float("-inf")
+    mask_pos = torch.zeros(1, 2, 3, dtype=torch.int8)
+    ranks = torch.tensor([[[-1.5, -2.0, inf], [-1.0, inf, -3.0]]])  # anchor 0 wanted by both; object 1 ranks it higher
+    out = top_up(mask_pos, ranks, 1)
+    assert out[0].tolist() == [[0, 0, 0], [1, 0, 0]]  # object 0 stays short this call
+    assert out.sum(1).max() <= 1
+
+
+def test_min_pos_on_the_stock_assigner_keeps_stock_top_k_and_adds_free_candidates():
+    labels, gt, mask = _gt([SMALL_BOX])
+    _, _, _, fg_mask, _ = _assigner("stock", min_pos=3)(*_predictions(), ANCHORS_PX, labels, gt, mask)
+    assert fg_mask.sum() == 3 and (fg_mask[0] <= _in_region(SMALL_BOX)).all()
+    g = torch.Generator().manual_seed(1)
+    scores, pd = torch.rand(1, NA, 2, generator=g), torch.tensor([[20.0, 20.0, 50.0, 50.0]]).expand(1, NA, 4)
+    labels, gt, mask = _gt([[16.0, 16.0, 48.0, 48.0]])
+    stock = _assigner()(scores, pd.clone(), ANCHORS_PX, labels, gt, mask)
+    topped = _assigner("stock", min_pos=3)(scores, pd.clone(), ANCHORS_PX, labels, gt, mask)
+    assert stock[3].sum() >= 3 and all(torch.equal(s, t) for s, t in zip(stock, topped))  # nobody short: stock
+
+
+def test_candidate_ranks_order_positive_metric_then_distance_then_outside():
+    metric = torch.tensor([[[0.0, 1e-30, 0.0, 0.2]]])
+    candidates = torch.tensor([[[True, True, False, True]]])
+    anchors = torch.tensor([[0.0, 0.0], [30.0, 0.0], [1.0, 0.0], [10.0, 0.0]])
+    gt = torch.tensor([[[-2.0, -2.0, 2.0, 2.0]]])  # centre (0, 0)
+    ranks = candidate_ranks(metric, candidates, anchors, gt)
+    assert ranks[0, 0].tolist() == [-1.0, pytest.approx(1e-30), float("-inf"), pytest.approx(0.2)]
+    assert ranks[0, 0].argsort(descending=True).tolist() == [3, 1, 0, 2]
+
+
+@pytest.mark.parametrize("settings", [dict(assign="fixed"), dict(assign="nwd"), dict(assign="fixed", min_pos=3),
+                                      dict(min_pos=2)])
+def test_one_to_one_branch_keeps_at_most_one_positive_per_object(settings):
+    m = h.model("yolo26n.yaml")
+    b = h.batch([[10, 10, 30, 30], [30, 30, 36, 36], [4, 4, 44, 44], [40, 40, 60, 58]], IMGSZ, image_idx=[0, 0, 1, 1])
+    criterion = build_criterion(m, h.settings(weights=(1, 1, 1), **settings))
+    assert isinstance(criterion, E2ELoss)
+    captured = h.capture_assignment(criterion.one2one)
+    criterion(h.preds(m, 2, IMGSZ), b)
+    _, mask_gt, _, _, _, fg_mask, target_gt_idx = captured["args"]
+    per_object = Counter(zip(*torch.where(fg_mask)[:1], target_gt_idx[fg_mask].tolist()))
+    assert max(per_object.values()) == 1
+    assert criterion.one2one.size_counts[UNASSIGNED].sum() == 0  # and every object got its one
+
+
+def test_the_loss_counts_the_small_object_as_assigned_under_fixed_and_scored_under_nwd():
+    # Through the loss: an untrained model's predictions at imgsz 64, a 2 px object next to larger ones.
+    m = h.model()
+    p = h.preds(m, 2, IMGSZ)
+    b = h.batch([[31, 31, 33, 33], [8, 8, 28, 28], [4, 4, 44, 44]], IMGSZ, image_idx=[0, 0, 1])
+    counts = {}
+    for mode in ("stock", "fixed", "nwd"):
+        loss = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(1, 1, 1), assign=mode))
+        loss(p, b)
+        counts[mode] = loss.reset_size_counts()
+    for mode in ("fixed", "nwd"):
+        assert counts[mode][UNASSIGNED].sum() == 0 and counts[mode][OBJECTS].sum() == 3
+        assert counts[mode][POSITIVES, 0] >= counts["stock"][POSITIVES, 0]
+    assert counts["nwd"][SCORE, 0] > 0
+
+
+def test_nwd_is_refused_for_yolo26_segment_and_pose_and_fixed_is_accepted():
+    for cfg, what in (("yolo26n-seg.yaml", "YOLO26 segment"), ("yolo26n-pose.yaml", "YOLO26 pose")):
+        m = h.model(cfg, nc=4)
+        with pytest.raises(ValueError, match=f"size_assign: expected stock or fixed for {what}.*got nwd"):
+            build_criterion(m, h.settings(assign="nwd"))
+        criterion = build_criterion(m, h.settings(assign="fixed", min_pos=2))
+        assert all(isinstance(b.assigner.inner, SizeAssigner) for b in (criterion.one2many, criterion.one2one))
+
+
+def test_the_assigner_is_patched_only_when_a_setting_asks():
+    m = h.model()
+    assert type(SizeAdaptiveDetectionLoss(m, settings=h.settings()).assigner.inner) is TaskAlignedAssigner
+    patched = SizeAdaptiveDetectionLoss(m, settings=h.settings(assign="nwd", nwd_c=11.0)).assigner.inner
+    assert isinstance(patched, TaskAlignedAssigner) and isinstance(patched, SizeAssigner)
+    assert (patched.size_mode, patched.size_min_pos, patched.nwd_c, patched.topk) == ("nwd", 0, 11.0, 10)
+    assert type(v8DetectionLoss(m).assigner) is TaskAlignedAssigner  # upstream's class is untouched
+
+
+def test_yolo_train_refuses_nwd_for_a_yolo26_segment_model_before_the_run_folder_exists(tmp_path):
+    from size_adaptive import YOLO
+
+    with pytest.raises(ValueError, match="size_assign: expected stock or fixed for YOLO26 segment"):
+        YOLO("yolo26n-seg.yaml").train(data="demo-seg", epochs=1, imgsz=64, project=str(tmp_path), name="run",
+                                      size_assign="nwd")
+    assert not (tmp_path / "run").exists()
