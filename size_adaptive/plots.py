@@ -55,7 +55,7 @@ def plot_size_metrics(csv_file: str | Path, on_plot: Callable | None = None) -> 
     fig, axes = plt.subplots(2, 4, figsize=(20, 8), tight_layout=True)
     axes = axes.ravel()
     for ax in axes[len(PANELS):-1]:
-        ax.axis("off")
+        fig.delaxes(ax)
     for ax, (template, title, ylabel) in zip(axes, PANELS):
         drawn = False
         columns = [(template, "-", "")] + ([(MASK_LINES[template], "--", " (mask)")] if template in MASK_LINES else [])

@@ -24,7 +24,7 @@ def test_epoch_axes_have_whole_number_ticks(tmp_path, monkeypatch):
     out = plot_size_metrics(tmp_path / "results.csv")
     assert out == tmp_path / "size_metrics.png" and out.read_bytes()[:4] == b"\x89PNG"
     (fig,) = figures
-    assert len(fig.axes) == 6
+    assert len(fig.axes) == 7  # six panels and the mean weight
     for ax in fig.axes:
         lo, hi = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
