@@ -5,5 +5,6 @@ set -eu
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet --editable ".[dev]"
+# setuptools warns about every editable install (BuildBackendWarning); it is not for our users
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --editable ".[dev]"
 sh scripts/check_install.sh

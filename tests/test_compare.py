@@ -390,13 +390,18 @@ def test_compare_refuses_bad_shared_arguments_before_training(tmp_path, capsys):
                                                       ("yolo11n-obb.yaml", "demo-obb", None)])
 def test_compare_runs_per_task(tmp_path, model, data, mask_metric):
     # A stock and a size arm of a segment, pose or OBB model, one seed: the size run trained with the task's size
-    # loss, the stock run recorded its assignment, the report carries the task's own mAP.
+    # loss, the stock run recorded its assignment, the report carries the task's own mAP and mAP per size.
     report = compare(model=model, data=data, seeds=1, arms="stock,size", project=tmp_path, name="task",
                      **{**TRAIN, "epochs": 1})
     assert list(report["arms"]) == ["stock", "size"] and "mAP50-95" in report["metrics"]
     if mask_metric:
         assert mask_metric in report["metrics"]
-    assert "mAP small" not in report["metrics"]  # Ultralytics gives per-size mAP for detect only
+    # Per-size mAP for every task, the stock arm included (its validator is patched too); mask mAP per size for segment
+    sizes = [f"mAP {size}" for size in ("small", "medium", "large")]
+    assert set(sizes) <= set(report["metrics"])
+    assert ({f"mask {m}" for m in sizes} <= set(report["metrics"])) == (data == "demo-seg")
+    for arm in ("stock", "size"):
+        assert all(report["arms"][arm]["runs"]["0"]["metrics"].get(m) is not None for m in sizes)
     size_run = report["arms"]["size"]["runs"]["0"]
     stock_args = yaml.safe_load((tmp_path / "task" / "stock-seed0" / "args.yaml").read_text())
     assert size_run["args"]["task"] == stock_args["task"]
