@@ -3,7 +3,7 @@
 Follows ultralytics 8.4.190 ``TaskAlignedAssigner._forward``: candidates in each object's (enlarged) region
 (``select_candidates_in_gts``), the alignment metric s^alpha · overlap^beta (``get_box_metrics``), the top-k candidates
 per object (``get_pos_mask``), one object per anchor (``select_highest_overlaps``), then the targets and the target
-scores, normalised per object by its best overlap. ``SizeAssigner`` overrides three of those units:
+scores, normalised per object by its best overlap. ``SizeAssigner`` overrides four of those units:
 
 - ``fixed`` (``get_pos_mask``): upstream ranks every anchor by the metric, and CIoU is clamped at 0, so an object whose
   candidates' predictions do not overlap it has an all-zero metric; top-k then picks arbitrary anchors among the ties
@@ -12,7 +12,7 @@ scores, normalised per object by its best overlap. ``SizeAssigner`` overrides th
   gets positives. Where the metric is positive the order is upstream's.
 - ``fixed`` (``select_highest_overlaps``): upstream gives an anchor claimed by several objects to the argmax of the
   overlaps over *all* objects, which can be one that never claimed it when the claimants' overlaps are zero. Here it
-  goes to the claimant with the highest overlap (then the nearest centre).
+  goes to the claimant with the highest overlap (on a tie, the nearest centre: the best ranked).
 - ``nwd`` (``iou_calculation``): ``fixed``, with NWD (C in network-input px) instead of CIoU (ProbIoU for OBB) as the
   overlap, in the metric and in the target-score normalisation; NWD is never zero.
 - ``size_min_pos=k`` (end of ``select_highest_overlaps``): an object with fewer than k positives gets free anchors
@@ -23,7 +23,12 @@ A positive whose object's overlap is zero everywhere gets target score 0 from up
 does not change the scores): it is foreground for the mask and keypoint terms, but its classification target is 0
 and its box and DFL terms weigh 0. NWD gives such objects a score.
 
-Everything runs on the device without a host sync of ours and keeps upstream's shapes. YOLO26 segment and pose
+Cost: upstream's ``get_box_metrics`` already lists the candidate pairs (``nonzero``, its own host sync) and passes
+them to ``pair_overlaps``; the override keeps them, so the distances, the ranks of the zero-metric candidates, the
+contests and the top-up are computed on those N pairs (a few per object) rather than on every (object, anchor) pair.
+What stays dense is one fill of the rank tensor (``fixed``, ``nwd``), its top-k (in place of upstream's top-k of the
+metric) and the column max of ``mask_pos`` that upstream takes too. Everything runs on the device without a host sync
+of ours and keeps upstream's shapes. YOLO26 segment and pose
 (``SegTaskAlignedAssigner``, ``PoseTaskAlignedAssigner``) mix mask IoU or keypoint OKS into the overlap: ``fixed`` and
 ``size_min_pos`` work there, ``nwd`` is refused by name (``check_assigner``).
 
@@ -66,90 +71,171 @@ class SizeAssigner:
     def get_pos_mask(self, pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt, **extra):
         """``TaskAlignedAssigner.get_pos_mask`` (8.4.190), with top-k over the ranks of ``candidate_ranks``."""
         mask_in_gts = self.select_candidates_in_gts(anc_points, gt_bboxes, mask_gt)  # (bs, n_max_boxes, num_anchors)
+        self._anc_points = anc_points  # for pair_overlaps, which get_box_metrics calls with the candidate pairs
         align_metric, overlaps = self.get_box_metrics(
             pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask_in_gts * mask_gt, **extra
         )
-        self._ranks = candidate_ranks(align_metric, mask_in_gts & mask_gt.bool(), anc_points, gt_bboxes)
+        self._ranks, self._pair_ranks = candidate_ranks(align_metric, *self._pairs, dense=self.size_mode != "stock")
         ranks = align_metric if self.size_mode == "stock" else self._ranks  # stock: upstream's top-k, for the top-up
         mask_topk = self.select_topk_candidates(ranks, topk_mask=mask_gt.expand(-1, -1, self.topk).bool())
         mask_pos = mask_topk.mul_(mask_in_gts).mul_(mask_gt.bool())
         return mask_pos, align_metric, overlaps
 
+    def pair_overlaps(self, indices, gt_bboxes, pd_bboxes, **extra):
+        """Upstream's ``pair_overlaps`` (8.4.190) for the candidate pairs ``indices`` (batch, object, anchor), keeping
+        the pairs and their anchor-to-centre distances for ``candidate_ranks``: (N,) each, no dense pass."""
+        b, g, a = indices
+        self._pairs = indices, pair_centre_distances(self._anc_points[a], gt_bboxes[b, g])  # ((b, g, a), (N,))
+        return super().pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
+
     def select_highest_overlaps(self, mask_pos, overlaps, n_max_boxes, align_metric):
         """``TaskAlignedAssigner.select_highest_overlaps`` (8.4.190): contested anchors to a claimant (``fixed``),
         top-k2 by rank, then the ``size_min_pos`` top-up."""
+        pairs = self._pairs[0]
         if self.size_mode == "stock":
             target_gt_idx, fg_mask, mask_pos = super().select_highest_overlaps(
                 mask_pos, overlaps, n_max_boxes, align_metric
             )
         else:
-            claimed = mask_pos.bool()
-            contested = (mask_pos.sum(-2, keepdim=True) > 1).expand_as(claimed)  # (bs, n_max_boxes, num_anchors)
-            key = torch.where(claimed, torch.where(overlaps > 0, overlaps.float(), self._ranks), _FAR)  # ranks <= -1
-            best = torch.zeros_like(mask_pos).scatter_(1, key.argmax(1, keepdim=True), 1)  # one claimant per anchor
-            mask_pos = torch.where(contested, best, mask_pos)
+            mask_pos = resolve_contests(mask_pos, pairs, overlaps[pairs], self._pair_ranks)
             if self.topk2 != self.topk:  # YOLO26's one-to-one branch: the best-ranked positive of each object
                 top = torch.where(mask_pos.bool(), self._ranks, _FAR).topk(self.topk2, dim=-1).indices
                 mask_pos = mask_pos * torch.zeros_like(mask_pos).scatter_(-1, top, 1)
+            fg_mask, target_gt_idx = mask_pos.max(-2)
         if self.size_min_pos > 0:
-            mask_pos = top_up(mask_pos, self._ranks, min(self.size_min_pos, self.topk2))
-        fg_mask, target_gt_idx = mask_pos.max(-2)
+            mask_pos, won = top_up(mask_pos, pairs, self._pair_ranks, min(self.size_min_pos, self.topk2), fg_mask == 0)
+            b, g, a = pairs
+            anchor = b * mask_pos.shape[-1] + a  # the new positives were free: fg 0, object index 0 there
+            fg_mask = fg_mask.flatten().scatter_reduce(0, anchor, won.to(fg_mask.dtype), "amax").view_as(fg_mask)
+            target_gt_idx = target_gt_idx.flatten().scatter_reduce(
+                0, anchor, torch.where(won, g, 0), "amax").view_as(target_gt_idx)
         return target_gt_idx, fg_mask, mask_pos
 
 
-def centre_distances(anc_points: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
-    """Distance of each anchor point to each object's centre, px: (bs, n_max_boxes, num_anchors).
+def pair_centre_distances(anc_points: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
+    """Distance of each anchor point to its object's centre, px, float32: (N,).
 
     Args:
-        anc_points: (num_anchors, 2) px.
-        gt_bboxes: (bs, n_max_boxes, 4) xyxy px or (bs, n_max_boxes, 5) xywhr px.
+        anc_points: (N, 2) px.
+        gt_bboxes: (N, 4) xyxy px or (N, 5) xywhr px.
     """
-    centres = (gt_bboxes[..., :2] + gt_bboxes[..., 2:4]) / 2 if gt_bboxes.shape[-1] == 4 else gt_bboxes[..., :2]
-    return (anc_points.float() - centres.float().unsqueeze(2)).square().sum(-1).sqrt()  # (bs, n_max_boxes, na)
+    centres = (gt_bboxes[:, :2] + gt_bboxes[:, 2:4]) / 2 if gt_bboxes.shape[-1] == 4 else gt_bboxes[:, :2]
+    return (anc_points.float() - centres.float()).norm(dim=-1)
 
 
-def candidate_ranks(
-    align_metric: torch.Tensor, candidates: torch.Tensor, anc_points: torch.Tensor, gt_bboxes: torch.Tensor
-) -> torch.Tensor:
-    """Rank keys (largest first) of each object's anchors, float32 (bs, n_max_boxes, num_anchors).
+def candidate_ranks(align_metric: torch.Tensor, indices: tuple, distances: torch.Tensor, dense: bool = True) -> tuple:
+    """Rank keys (largest first) of each object's anchors: (N,) at the candidate pairs, and float32 (bs, n_max_boxes,
+    num_anchors) (``None`` unless ``dense``).
 
-    The metric where it is positive (upstream's order among them); candidates (in the object's region) with a zero
-    metric come next, nearest centre first, as -(1 + distance px); anchors outside the region and padding rows come
-    last (-inf).
+    The metric where it is positive (upstream's order among them); candidates (the pairs ``indices``, anchors in the
+    object's region) with a zero metric come next, nearest centre first, as -(1 + distance px); anchors outside the
+    region and padding rows come last (-inf). Only the candidate pairs are computed: one fill of the output besides.
+
+    Args:
+        align_metric: (bs, n_max_boxes, num_anchors).
+        indices: (batch, object, anchor) index tensors of the candidate pairs, (N,) each.
+        distances: (N,) px, from ``pair_centre_distances``.
+        dense: also return the dense ranks (for a top-k over all anchors).
     """
-    metric = align_metric.float()
-    near = -1.0 - centre_distances(anc_points, gt_bboxes)  # (bs, n_max_boxes, num_anchors), <= -1
-    return torch.where(metric > 0, metric, torch.where(candidates, near, _FAR))
+    metric = align_metric[indices].float()  # (N,)
+    pair_ranks = torch.where(metric > 0, metric, -1.0 - distances)
+    if not dense:
+        return None, pair_ranks
+    ranks = torch.full(align_metric.shape, _FAR, dtype=torch.float32, device=align_metric.device)
+    ranks[indices] = pair_ranks
+    return ranks, pair_ranks
 
 
-def top_up(mask_pos: torch.Tensor, ranks: torch.Tensor, k: int) -> torch.Tensor:
+def _grouped_best_first(group: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """The order (N,) that groups the pairs by ``group`` (ascending) and puts the highest float32 ``key`` first within
+    each group, ties in pair order: one stable sort of an int64 made of the group and an integer that orders like the
+    key (IEEE 754 float32 bits, with the magnitude bits of negative values flipped)."""
+    bits = key.float().contiguous().view(torch.int32).long()
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # increases with the key; -inf lowest
+    return (group.long() * 2**32 + (2**31 - 1 - ordered)).argsort(stable=True)
+
+
+def _first_best(slot: torch.Tensor, keys: list, g: torch.Tensor, slots: int, n: int) -> torch.Tensor:
+    """(N,) bool: per ``slot`` (an anchor), the pair with the highest ``keys`` (compared in order: the first key, then
+    the next among equals), and on a full tie the one of the lowest object index ``g`` (< n). A pair whose first key
+    is -inf never wins."""
+    top = torch.ones_like(slot, dtype=torch.bool)
+    for key in keys:
+        key = torch.where(top, key, _FAR)
+        best = key.new_full((slots,), _FAR).scatter_reduce_(0, slot, key, "amax")
+        top &= (key == best[slot]) & (key > _FAR)
+    first = torch.full((slots,), n, device=g.device).scatter_reduce_(0, slot, torch.where(top, g, n), "amin")
+    return top & (g == first[slot])
+
+
+def resolve_contests(mask_pos: torch.Tensor, pairs: tuple, pair_overlaps: torch.Tensor,
+                     pair_ranks: torch.Tensor) -> torch.Tensor:
+    """An anchor claimed by several objects goes to the claimant with the highest overlap, on a tie (all 0, say) the
+    best ranked (nearest centre), then the lowest object index; never to an object that did not claim it. Computed
+    over the candidate pairs, which hold every positive.
+
+    Args:
+        mask_pos: (bs, n_max_boxes, num_anchors) 0/1, positive only at candidate pairs.
+        pairs: (batch, object, anchor) index tensors of the candidate pairs, (N,) each, each pair once.
+        pair_overlaps: (N,) the assigner's overlaps at the pairs.
+        pair_ranks: (N,) their ranks (``candidate_ranks``).
+
+    Returns:
+        (bs, n_max_boxes, num_anchors) 0/1 of ``mask_pos``'s dtype, at most one object per anchor.
+    """
+    bs, n, na = mask_pos.shape
+    b, g, a = pairs
+    claimed = mask_pos[pairs].bool()  # (N,)
+    anchor = b * na + a
+    claims = torch.zeros(bs * na, dtype=torch.int32, device=anchor.device).scatter_add_(0, anchor, claimed.int())
+    won = _first_best(anchor, [torch.where(claimed, pair_overlaps.float(), _FAR), pair_ranks.float()], g, bs * na, n)
+    out = mask_pos.clone()
+    out[pairs] = (claimed & ((claims[anchor] == 1) | won)).to(mask_pos.dtype)
+    return out
+
+
+def top_up(mask_pos: torch.Tensor, pairs: tuple, pair_ranks: torch.Tensor, k: int,
+           free: torch.Tensor | None = None) -> tuple:
     """Give every object with fewer than ``k`` positives free anchors from its region, best ranked first, up to k.
 
     A free anchor is positive for no object; an anchor that several short objects would take goes to the one that
-    ranks it highest. Anchors outside an object's region (rank -inf) are never taken.
+    ranks it highest (on an exact tie, the lowest object index). Only the candidate pairs (the anchors in each object's
+    region, which hold every positive) are looked at, sorted per object by rank.
 
     Args:
-        mask_pos: (bs, n_max_boxes, num_anchors) 0/1, at most one object per anchor.
-        ranks: (bs, n_max_boxes, num_anchors) from ``candidate_ranks``; -inf outside the region and on padding rows.
+        mask_pos: (bs, n_max_boxes, num_anchors) 0/1, at most one object per anchor, positive only at candidate pairs.
+        pairs: (batch, object, anchor) index tensors of the candidate pairs, (N,) each, each pair once.
+        pair_ranks: (N,) their ranks (``candidate_ranks``: larger is better).
         k: the positives each object should have.
+        free: optional (bs, num_anchors) bool, the anchors positive for no object, when the caller has them.
 
     Returns:
-        (bs, n_max_boxes, num_anchors) 0/1, of ``mask_pos``'s dtype.
+        The new mask, (bs, n_max_boxes, num_anchors) 0/1 of ``mask_pos``'s dtype, and (N,) bool: the pairs made
+        positive.
     """
-    k = min(k, mask_pos.shape[-1])
-    free = (mask_pos.sum(-2, keepdim=True) == 0).expand_as(mask_pos)  # (bs, n_max_boxes, num_anchors)
-    need = (k - mask_pos.sum(-1, keepdim=True)).clamp(min=0)  # (bs, n_max_boxes, 1)
-    key = torch.where(free, ranks, _FAR)
-    values, idx = key.topk(k, dim=-1)  # (bs, n_max_boxes, k) the best free anchors, best first
-    take = (torch.arange(k, device=idx.device) < need) & (values > _FAR)  # (bs, n_max_boxes, k)
-    wanted = torch.zeros_like(key).scatter_(-1, idx, take.to(key.dtype)).bool()  # (bs, n_max_boxes, num_anchors)
-    claim = torch.where(wanted, key, _FAR)
-    winner = torch.zeros_like(mask_pos).scatter_(1, claim.argmax(1, keepdim=True), 1).bool()  # one object per anchor
-    return mask_pos + (wanted & winner).to(mask_pos.dtype)
+    bs, n, na = mask_pos.shape
+    b, g, a = pairs
+    if free is None:
+        free = mask_pos.sum(-2, dtype=torch.int32) == 0  # (bs, num_anchors)
+    obj = b * n + g  # (N,) flat object id
+    positive = mask_pos[pairs].long()
+    count = torch.zeros(bs * n, dtype=torch.long, device=obj.device)
+    need = (k - count.scatter_add(0, obj, positive)).clamp(min=0)  # (bs * n,) positives short of k
+    key = torch.where(free[b, a], pair_ranks.float(), _FAR)  # taken anchors rank last
+    order = _grouped_best_first(obj, key)
+    obj_sorted = obj[order]
+    size = count.scatter_add(0, obj, torch.ones_like(obj))
+    start = size.cumsum(0) - size  # (bs * n,) first slot of each object in the sorted order
+    slot = torch.arange(len(order), device=obj.device) - start[obj_sorted]  # rank of the pair within its object
+    take = torch.zeros_like(key, dtype=torch.bool)
+    take[order] = slot < need[obj_sorted]  # (N,) the wanted pairs (taken anchors have key -inf: never win below)
+    won = _first_best(b * na + a, [torch.where(take, key, _FAR)], g, bs * na, n)
+    return mask_pos.flatten().scatter_add(0, obj * na + a, won.to(mask_pos.dtype)).view_as(mask_pos), won
 
 
 def _size_class(base: type) -> type:
-    return type(f"Size{base.__name__}", (SizeAssigner, base), {"__doc__": f"``{base.__name__}`` with ``SizeAssigner``."})
+    doc = f"``{base.__name__}`` with ``SizeAssigner``."
+    return type(f"Size{base.__name__}", (SizeAssigner, base), {"__doc__": doc})
 
 
 SIZE_ASSIGNERS = {base: _size_class(base) for base in (

@@ -16,7 +16,8 @@ from ultralytics.utils.loss import E2ELoss, v8DetectionLoss
 from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
 
 import helpers as h
-from size_adaptive.assign import SizeAssigner, candidate_ranks, patch_assigner, top_up
+from size_adaptive.assign import SizeAssigner, candidate_ranks, pair_centre_distances, patch_assigner, resolve_contests
+from size_adaptive.assign import top_up as _top_up
 from size_adaptive.diagnostics import OBJECTS, POSITIVES, SCORE, UNASSIGNED
 from size_adaptive.loss import SizeAdaptiveDetectionLoss, build_criterion
 
@@ -100,10 +101,13 @@ def _contest(overlaps_of_claimants):
     overlaps[0, 0, 1] = 0.9  # object 0 overlaps anchor 1 best, but never claimed it
     overlaps[0, 1, 1], overlaps[0, 2, 1] = overlaps_of_claimants
     a._ranks = torch.tensor([[[-9.0, -9.0, -9.0, -1.0], [-2.0, -5.0, -9.0, -9.0], [-9.0, -3.0, -2.0, -9.0]]])
+    a._pairs = torch.ones(1, 3, 4).nonzero(as_tuple=True), None  # every (object, anchor) is a candidate pair here
+    a._pair_ranks = a._ranks.flatten()
     return a, mask_pos, overlaps
 
 
-@pytest.mark.parametrize("claimant_overlaps, winner", [((0.2, 0.3), 2), ((0.0, 0.0), 2), ((0.4, 0.0), 1)])
+@pytest.mark.parametrize("claimant_overlaps, winner", [((0.2, 0.3), 2), ((0.0, 0.0), 2), ((0.4, 0.0), 1),
+                                                       ((0.0, 0.1), 2)])
 def test_a_contested_anchor_goes_to_the_best_of_its_claimants(claimant_overlaps, winner):
     # Stock gives anchor 1 to the argmax of the overlaps over all objects: object 0, which never claimed it. Fixed gives
     # it to the claimant with the higher overlap, or, where both are 0, to the one whose centre is nearer (rank -3
@@ -115,6 +119,14 @@ def test_a_contested_anchor_goes_to_the_best_of_its_claimants(claimant_overlaps,
     assert target_gt_idx[0, 1] == winner and fg_mask.tolist() == [[1, 1, 1, 1]]
     assert new_mask[0, :, 1].tolist() == [int(i == winner) for i in range(3)]
     assert [target_gt_idx[0, i].item() for i in (0, 2, 3)] == [1, 2, 0]  # uncontested anchors keep their object
+
+
+def top_up(mask_pos, ranks, k, free=None):
+    """``top_up`` on the candidate pairs of a dense rank tensor: its finite entries (the anchors in each region)."""
+    pairs = torch.isfinite(ranks).nonzero(as_tuple=True)
+    out, won = _top_up(mask_pos, pairs, ranks[pairs], k, free)
+    assert torch.equal(out[pairs] - mask_pos[pairs], won.to(out.dtype))  # the pairs made positive, and only those
+    return out
 
 
 def test_top_up_takes_the_best_free_anchors_of_the_region_up_to_k():
@@ -142,6 +154,92 @@ def test_top_up_gives_a_free_anchor_wanted_by_two_objects_to_the_one_that_ranks_
     out = top_up(mask_pos, ranks, 1)
     assert out[0].tolist() == [[0, 0, 0], [1, 0, 0]]  # object 0 stays short this call
     assert out.sum(1).max() <= 1
+    tie = torch.tensor([[[-1.0, -2.0, inf], [-1.0, inf, -3.0]]])  # an exact tie on anchor 0: the first object
+    assert top_up(mask_pos, tie, 1)[0].tolist() == [[1, 0, 0], [0, 0, 0]]
+    free = torch.tensor([[True, True, True]])  # the caller's free anchors give the same result
+    assert torch.equal(top_up(mask_pos, ranks, 1, free), out) and torch.equal(top_up(mask_pos, tie, 1, free)[0],
+                                                                                top_up(mask_pos, tie, 1)[0])
+
+
+def _top_up_by_loops(mask_pos, ranks, k):
+    """The rule of ``top_up`` spelled out per object and per anchor: the reference for the random cases."""
+    bs, n, na = mask_pos.shape
+    out = mask_pos.clone()
+    for b in range(bs):
+        free = [mask_pos[b, :, a].sum() == 0 for a in range(na)]
+        wanted = {}
+        for g in range(n):
+            short = max(k - int(mask_pos[b, g].sum()), 0)
+            mine = sorted((a for a in range(na) if free[a] and ranks[b, g, a] > float("-inf")),
+                          key=lambda a: -ranks[b, g, a].item())  # sorted() is stable: equal ranks keep anchor order
+            for a in mine[:short]:
+                wanted.setdefault(a, []).append(g)
+        for a, claimants in wanted.items():
+            out[b, max(claimants, key=lambda g: (ranks[b, g, a].item(), -g)), a] += 1
+    return out
+
+
+def test_pairs_are_grouped_by_object_best_first_with_ties_in_pair_order():
+    from size_adaptive.assign import _grouped_best_first
+
+    g = torch.Generator().manual_seed(0)
+    key = torch.cat((torch.randn(40, generator=g) * 1e3, torch.tensor([0.0, 1e-30, -1e-30, 3.0, 3.0, float("-inf")])))
+    key = key[torch.randperm(len(key), generator=g)]
+    group = torch.randint(0, 4, (len(key),), generator=g)
+    expected = sorted(range(len(key)), key=lambda i: (group[i].item(), -key[i].item(), i))
+    assert _grouped_best_first(group, key).tolist() == expected
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_up_follows_its_rule_on_random_cases(seed):
+    g = torch.Generator().manual_seed(seed)
+    bs, n, na = 2, 5, 16
+    region = torch.rand(bs, n, na, generator=g) < 0.5
+    ranks = torch.where(region, -1.0 - torch.randint(0, 6, (bs, n, na), generator=g).float(), float("-inf"))
+    mask_pos = torch.zeros(bs, n, na, dtype=torch.int8).scatter_(1, torch.randint(0, n, (bs, 1, na), generator=g), 1)
+    mask_pos *= (torch.rand(bs, 1, na, generator=g) < 0.4).to(torch.int8) * region.to(torch.int8)
+    for k in (1, 3, 6):
+        out = top_up(mask_pos, ranks, k)
+        assert torch.equal(out, _top_up_by_loops(mask_pos, ranks, k)) and out.sum(1).max() <= 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_resolve_contests_gives_each_contested_anchor_to_its_best_claimant_on_random_cases(seed):
+    # best: the highest overlap, then the highest rank (nearest centre), then the lowest object index
+    g = torch.Generator().manual_seed(seed)
+    bs, n, na = 2, 5, 16
+    region = torch.rand(bs, n, na, generator=g) < 0.6
+    pairs = region.nonzero(as_tuple=True)
+    overlaps = torch.randint(0, 3, (bs, n, na), generator=g).float() / 2  # ties and zeros on purpose
+    ranks = -1.0 - torch.randint(0, 3, (bs, n, na), generator=g).float()  # ties here too
+    mask_pos = (region & (torch.rand(bs, n, na, generator=g) < 0.5)).to(torch.int8)
+    out = resolve_contests(mask_pos, pairs, overlaps[pairs], ranks[pairs])
+    for b in range(bs):
+        for a in range(na):
+            claimants = [j for j in range(n) if mask_pos[b, j, a]]
+            best = (lambda j: (overlaps[b, j, a].item(), ranks[b, j, a].item(), -j))
+            expected = max(claimants, key=best) if claimants else None
+            assert out[b, :, a].tolist() == [int(j == expected) for j in range(n)]
+
+
+@pytest.mark.parametrize("mode, min_pos", [("fixed", 0), ("fixed", 3), ("nwd", 4), ("stock", 3)])
+def test_the_patched_assigner_returns_fg_mask_and_object_indices_that_match_its_mask(mode, min_pos):
+    # fg_mask and target_gt_idx are updated at the new positives only (no pass over the mask): they must still be the
+    # column max and argmax of the final mask. Four overlapping objects, two of them tiny, noisy predictions.
+    g = torch.Generator().manual_seed(3)
+    boxes = [[8.0, 8.0, 40.0, 40.0], [30.0, 30.0, 36.0, 36.0], [20.0, 24.0, 60.0, 50.0], [33.0, 29.0, 39.0, 35.0]]
+    labels, gt, mask = _gt(boxes)
+    scores = torch.rand(1, NA, 2, generator=g)
+    pd = torch.cat((ANCHORS_PX - 6, ANCHORS_PX + 6), -1)[None] + torch.rand(1, NA, 4, generator=g) * 8
+    a = _assigner(mode, min_pos=min_pos)
+    fg = a(scores, pd, ANCHORS_PX, labels, gt, mask)[3]  # also sets the batch attributes, as a loss call does
+    mask_pos, _, overlaps = a.get_pos_mask(scores, pd, labels, gt, ANCHORS_PX, mask)
+    target_gt_idx, fg_mask, final = a.select_highest_overlaps(mask_pos, overlaps, len(boxes), None)
+    assert final.sum(1).max() <= 1 and torch.equal(fg_mask.bool(), final.sum(1) > 0) and torch.equal(fg, fg_mask.bool())
+    assert torch.equal(target_gt_idx[fg_mask.bool()], final.argmax(1)[fg_mask.bool()])
+    region = a.select_candidates_in_gts(ANCHORS_PX, gt, mask)[0]  # (n, na)
+    short = final[0].sum(-1) < min_pos
+    assert (fg_mask[0].bool() | ~region[short]).all()  # an object stays short only when its region has no free anchor
 
 
 def test_min_pos_on_the_stock_assigner_keeps_stock_top_k_and_adds_free_candidates():
@@ -158,12 +256,27 @@ def test_min_pos_on_the_stock_assigner_keeps_stock_top_k_and_adds_free_candidate
 
 def test_candidate_ranks_order_positive_metric_then_distance_then_outside():
     metric = torch.tensor([[[0.0, 1e-30, 0.0, 0.2]]])
-    candidates = torch.tensor([[[True, True, False, True]]])
     anchors = torch.tensor([[0.0, 0.0], [30.0, 0.0], [1.0, 0.0], [10.0, 0.0]])
-    gt = torch.tensor([[[-2.0, -2.0, 2.0, 2.0]]])  # centre (0, 0)
-    ranks = candidate_ranks(metric, candidates, anchors, gt)
+    gt = torch.tensor([[-2.0, -2.0, 2.0, 2.0]])  # centre (0, 0)
+    indices = (torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), torch.tensor([0, 1, 3]))  # not 2
+    distances = pair_centre_distances(anchors[indices[2]], gt.expand(3, 4))
+    assert distances.tolist() == [0.0, 30.0, 10.0]
+    ranks, pair_ranks = candidate_ranks(metric, indices, distances)
+    assert pair_ranks.tolist() == [-1.0, pytest.approx(1e-30), pytest.approx(0.2)]
     assert ranks[0, 0].tolist() == [-1.0, pytest.approx(1e-30), float("-inf"), pytest.approx(0.2)]
     assert ranks[0, 0].argsort(descending=True).tolist() == [3, 1, 0, 2]
+    rotated = torch.tensor([[0.0, 0.0, 4.0, 2.0, 0.7]])  # xywhr: the centre is the first two values
+    assert pair_centre_distances(torch.tensor([[3.0, 4.0]]), rotated).tolist() == [5.0]
+
+
+def test_the_patched_assigner_ranks_the_candidate_pairs_that_upstream_computes():
+    # get_pos_mask keeps the (batch, object, anchor) pairs that upstream's get_box_metrics passes to pair_overlaps: they
+    # are exactly the candidates in the (enlarged) region, and the ranks are finite there and -inf elsewhere.
+    labels, gt, mask = _gt([SMALL_BOX, [8.0, 8.0, 40.0, 40.0]])
+    a = _assigner("fixed")
+    a(*_predictions(), ANCHORS_PX, labels, gt, mask)
+    in_region = a.select_candidates_in_gts(ANCHORS_PX, gt, mask) & mask.bool()
+    assert torch.equal(torch.isfinite(a._ranks), in_region) and in_region.sum() > 0
 
 
 @pytest.mark.parametrize("settings", [dict(assign="fixed"), dict(assign="nwd"), dict(assign="fixed", min_pos=3),

@@ -436,8 +436,8 @@ def test_assignment_settings_add_no_host_device_sync_to_the_detection_loss(kw):
     stock, ours = h.stock_and_size(m, h.settings(**kw))
     stock_ops, our_ops = _ops(stock, p, b), _ops(ours, p, b)
     assert {k: our_ops[k] for k in SYNC_OPS} == {k: stock_ops[k] for k in SYNC_OPS}
-    # the recorder sees our code: the claimant argmax of the patched assigner, the exp of NWD
-    assert our_ops["argmax"] > stock_ops["argmax"] or our_ops["exp"] > stock_ops["exp"]
+    # the recorder sees our code: the centre distances (norm) of the patched assigner, the exp of NWD
+    assert our_ops["norm"] > stock_ops["norm"] or our_ops["exp"] > stock_ops["exp"]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -467,20 +467,21 @@ def test_nwd_settings_need_a_resolved_c():
                     "test_assignment_settings_add_no_host_device_sync_to_the_detection_loss")
 def test_assigner_patches_and_nwd_run_under_cuda_sync_debug_mode_error():
     # Our parts of the patched assigner and the NWD box term (upstream's get_box_metrics syncs by itself: nonzero).
-    from size_adaptive.assign import candidate_ranks, top_up
+    from size_adaptive.assign import candidate_ranks, pair_centre_distances, top_up
     from size_adaptive.nwd import nwd
 
     g = torch.Generator().manual_seed(0)
     metric = (torch.rand(4, 6, 8400, generator=g) - 0.5).clamp(min=0).cuda()
-    candidates = (torch.rand(4, 6, 8400, generator=g) > 0.9).cuda()
+    indices = tuple(torch.randint(0, n, (500,), generator=g).cuda() for n in (4, 6, 8400))
     anchors = (torch.rand(8400, 2, generator=g) * 640).cuda()
     gt = torch.cat((torch.rand(4, 6, 2, generator=g) * 600, torch.rand(4, 6, 2, generator=g) * 600 + 10), -1).cuda()
     mask_pos = torch.zeros(4, 6, 8400, dtype=torch.int8, device="cuda")
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        ranks = candidate_ranks(metric, candidates, anchors, gt)
-        top_up(mask_pos, ranks, 3)
+        distances = pair_centre_distances(anchors[indices[2]], gt[indices[0], indices[1]])
+        _, pair_ranks = candidate_ranks(metric, indices, distances)
+        top_up(mask_pos, indices, pair_ranks, 3)
         nwd(gt, gt.flip(1), 12.0).sum()
     finally:
         torch.cuda.set_sync_debug_mode("default")
