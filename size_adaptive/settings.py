@@ -109,12 +109,17 @@ def _terms(key: str, value: Any) -> tuple[str, ...]:
     return tuple(t for t in TERMS if t in names)
 
 
-def _int_at_least_0(key: str, value: Any) -> int:
-    expected = f"an integer >= 0, e.g. {key}=3"
+def _real(key: str, value: Any, expected: str) -> float:
+    """``value`` as a float (NaN for a bool), or a ``ValueError`` naming ``key`` and what was ``expected``."""
     try:
-        x = float(value) if not isinstance(value, bool) else math.nan
+        return float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
         raise ValueError(f"{key}: expected {expected}; got {value!r}") from None
+
+
+def _int_at_least_0(key: str, value: Any) -> int:
+    expected = f"an integer >= 0, e.g. {key}=3"
+    x = _real(key, value, expected)
     if not (math.isfinite(x) and x >= 0 and x == int(x)):
         raise ValueError(f"{key}: expected {expected}; got {value!r}")
     return int(x)
@@ -122,10 +127,7 @@ def _int_at_least_0(key: str, value: Any) -> int:
 
 def _unit_float(key: str, value: Any) -> float:
     expected = f"a number in [0, 1], e.g. {key}=0.2"
-    try:
-        x = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: expected {expected}; got {value!r}") from None
+    x = _real(key, value, expected)
     if not (0.0 <= x <= 1.0):
         raise ValueError(f"{key}: expected {expected}; got {value!r}")
     return x
@@ -136,10 +138,7 @@ def _nwd_c(key: str, value: Any, allow_auto: bool = True) -> float | None:
     if allow_auto and isinstance(value, str) and value.strip().lower() == "auto":
         return None
     expected = ("'auto' or " if allow_auto else "") + f"a positive number of network-input px, e.g. {key}=12"
-    try:
-        x = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: expected {expected}; got {value!r}") from None
+    x = _real(key, value, expected)
     if not (math.isfinite(x) and x > 0):
         raise ValueError(f"{key}: expected {expected}; got {value!r}")
     return x

@@ -147,3 +147,17 @@ def loss_and_grads(criterion, p: dict, b: dict):
 
 
 __all__ = ["batch", "build_criterion", "loss_and_grads", "model", "preds", "settings", "stock_and_size"]
+
+
+def assert_finite_under_autocast(m: DetectionModel, criterion, b: dict, dtype: torch.dtype) -> None:
+    """One CPU autocast forward and backward of ``m`` with ``criterion``: loss, its items and every gradient finite."""
+    m.criterion = criterion
+    m.zero_grad()
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            total, items = m.loss(b)
+        total.sum().backward()
+    finally:
+        del m.criterion
+    assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
+    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)

@@ -444,15 +444,8 @@ def test_assignment_settings_add_no_host_device_sync_to_the_detection_loss(kw):
 @pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo26n.yaml"])
 def test_assignment_settings_under_cpu_autocast_are_finite(cfg, dtype):
     m = h.model(cfg)
-    m.criterion = build_criterion(m, h.settings(assign="nwd", min_pos=3, box_nwd=0.2, terms=("box", "dfl")))
-    b = {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}
-    m.zero_grad()
-    with torch.autocast("cpu", dtype=dtype):
-        total, items = m.loss(b)
-    total.sum().backward()
-    assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
-    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
-    del m.criterion
+    criterion = build_criterion(m, h.settings(assign="nwd", min_pos=3, box_nwd=0.2, terms=("box", "dfl")))
+    h.assert_finite_under_autocast(m, criterion, {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}, dtype)
 
 
 def test_nwd_settings_need_a_resolved_c():
