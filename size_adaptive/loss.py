@@ -199,16 +199,11 @@ class _NWDBlendBboxLoss(nn.Module):
         box, dfl = self.inner(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum,
                               fg_mask, imgsz, stride)
         weight = target_scores.sum(-1) * fg_mask  # (bs, num_anchors), 0 on background
-        similarity = nwd(_to_px(pred_bboxes, stride), _to_px(target_bboxes, stride), self.c)  # (bs, num_anchors)
+        # W2 scales with the boxes' lengths (the angle does not), so NWD of the px boxes is NWD of the grid-unit boxes
+        # with C / stride: no conversion of the (bs, num_anchors) boxes
+        similarity = nwd(pred_bboxes, target_bboxes, self.c / stride.squeeze(-1))  # (bs, num_anchors)
         box_nwd = ((1.0 - similarity) * weight).sum() / target_scores_sum
         return (1.0 - self.r) * box + self.r * box_nwd, dfl
-
-
-def _to_px(boxes: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
-    """Grid-unit boxes (as ``BboxLoss`` gets them: px / stride) back to px: xyxy, or xywhr with the angle kept."""
-    if boxes.shape[-1] == 4:
-        return boxes * stride  # (bs, num_anchors, 4) * (num_anchors, 1)
-    return torch.cat((boxes[..., :4] * stride, boxes[..., 4:]), -1)  # (bs, num_anchors, 5)
 
 
 def _at_foreground(values: torch.Tensor, fg_mask: torch.Tensor, n: int) -> torch.Tensor:

@@ -44,9 +44,9 @@ def wasserstein2_sq(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     dtype = torch.promote_types(torch.promote_types(boxes1.dtype, boxes2.dtype), torch.float32)
     b1, b2 = boxes1.to(dtype), boxes2.to(dtype)
     if b1.shape[-1] == 4:
-        c1, c2 = (b1[..., :2] + b1[..., 2:]) / 2, (b2[..., :2] + b2[..., 2:]) / 2  # (..., 2) centres
-        wh1, wh2 = b1[..., 2:] - b1[..., :2], b2[..., 2:] - b2[..., :2]  # (..., 2) sides
-        return (c1 - c2).square().sum(-1) + (wh1 - wh2).square().sum(-1) / 4
+        # with d = b1 - b2 (xyxy): centre offset² + side difference² / 4 = ((d0 + d2)² + (d2 - d0)²) / 4 + (the same
+        # in y) = (d0² + d1² + d2² + d3²) / 2: one pass over the coordinates
+        return (b1 - b2).square().sum(-1) / 2
     sx1, sy1, sx2, sy2 = b1[..., 2] / 2, b1[..., 3] / 2, b2[..., 2] / 2, b2[..., 3] / 2  # (...) std devs, px
     # With Σ = R diag(sx², sy²) Rᵀ and Δ the angle between the boxes: Tr(Σ1Σ2) + 2·sqrt(det Σ1 det Σ2) = q² - e, with
     # q = sx1·sx2 + sy1·sy2 and e = sin²Δ·(sx1² - sy1²)(sx2² - sy2²). So the Bures term is

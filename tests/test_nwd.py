@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from size_adaptive.loss import _to_px
 from size_adaptive.nwd import nwd, wasserstein2_sq
 
 
@@ -81,18 +80,20 @@ def test_rotated_gaussians_by_hand():
 
 
 def test_same_pixel_boxes_give_the_same_nwd_at_every_stride():
-    # BboxLoss gets boxes divided by the stride; NWD is taken after converting them back to px, so C means the same
-    # pixels at stride 8 and 32 (the forks' C = 12.8 on grid units would mean 102 px at stride 8 and 410 px at 32).
+    # BboxLoss gets boxes divided by the stride; the loss takes NWD of those with C / stride (W2 scales with the
+    # lengths, not with the angle), so C means the same pixels at stride 8 and 32. The forks' C = 12.8 on grid units
+    # means 102.4 px at stride 8 (and 409.6 px at 32).
     a, b = _random_boxes(10, 9), _random_boxes(10, 10)
-    per_stride = [nwd(_to_px(a / s, torch.tensor([[s]])), _to_px(b / s, torch.tensor([[s]])), 12.8) for s in (8, 16, 32)]
+    per_stride = [nwd(a / s, b / s, 12.8 / s) for s in (8, 16, 32)]
     assert all(torch.allclose(x, nwd(a, b, 12.8), rtol=1e-5) for x in per_stride)
+    assert torch.allclose(nwd(a / 8, b / 8, 12.8), nwd(a, b, 102.4), rtol=1e-5)
     ra, rb = _xywhr(a, 0.4), _xywhr(b, 1.0)
-    scale = torch.tensor([[8.0]])
-    grid = ra.clone()
+    grid, gridb = ra.clone(), rb.clone()
     grid[:, :4] /= 8
-    gridb = rb.clone()
     gridb[:, :4] /= 8
-    assert torch.allclose(nwd(_to_px(grid, scale), _to_px(gridb, scale), 12.8), nwd(ra, rb, 12.8), rtol=1e-5)
+    assert torch.allclose(nwd(grid, gridb, 12.8 / 8), nwd(ra, rb, 12.8), rtol=1e-5)
+    strides = torch.tensor([8.0, 16.0, 32.0] * 3 + [8.0])  # one stride per box, C as a tensor
+    assert torch.allclose(nwd(a / strides[:, None], b / strides[:, None], 12.8 / strides), nwd(a, b, 12.8), rtol=1e-5)
 
 
 @pytest.mark.parametrize("rotated", [False, True])
