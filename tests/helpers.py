@@ -146,9 +146,6 @@ def loss_and_grads(criterion, p: dict, b: dict):
     return total.detach(), items, p["scores"].grad.clone(), p["boxes"].grad.clone()
 
 
-__all__ = ["batch", "build_criterion", "loss_and_grads", "model", "preds", "settings", "stock_and_size"]
-
-
 def assert_finite_under_autocast(m: DetectionModel, criterion, b: dict, dtype: torch.dtype) -> None:
     """One CPU autocast forward and backward of ``m`` with ``criterion``: loss, its items and every gradient finite."""
     m.criterion = criterion
@@ -161,3 +158,7 @@ def assert_finite_under_autocast(m: DetectionModel, criterion, b: dict, dtype: t
         del m.criterion
     assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
     assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
+
+
+__all__ = ["batch", "build_criterion", "loss_and_grads", "model", "preds", "settings", "stock_and_size"]
+

@@ -386,15 +386,8 @@ def test_odd_labels_give_a_finite_loss_that_backpropagates_and_is_stock_under_un
 def test_training_step_under_cpu_autocast(dtype):
     # Autocast on CPU, as Ultralytics' trainer wraps forward + loss: finite and backpropagates.
     m = h.model()
-    m.criterion = build_criterion(m, h.settings(norm=True))
-    b = {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}
-    m.zero_grad()
-    with torch.autocast("cpu", dtype=dtype):
-        total, _ = m.loss(b)
-    total.sum().backward()
-    assert torch.isfinite(total).all()
-    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
-    del m.criterion
+    criterion = build_criterion(m, h.settings(norm=True))
+    h.assert_finite_under_autocast(m, criterion, {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}, dtype)
 
 
 def test_box_nwd_blends_the_box_term_by_hand():
