@@ -85,7 +85,8 @@ class SizeAssigner:
         """Upstream's ``pair_overlaps`` (8.4.190) for the candidate pairs ``indices`` (batch, object, anchor), keeping
         the pairs and their anchor-to-centre distances for ``candidate_ranks``: (N,) each, no dense pass."""
         b, g, a = indices
-        self._pairs = indices, pair_centre_distances(self._anc_points[a], gt_bboxes[b, g])  # ((b, g, a), (N,))
+        boxes = gt_bboxes.reshape(-1, gt_bboxes.shape[-1]).index_select(0, b * gt_bboxes.shape[1] + g)  # (N, 4|5)
+        self._pairs = indices, pair_centre_distances(self._anc_points.index_select(0, a), boxes)  # ((b, g, a), (N,))
         return super().pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
 
     def select_highest_overlaps(self, mask_pos, overlaps, n_max_boxes, align_metric):
@@ -97,18 +98,18 @@ class SizeAssigner:
                 mask_pos, overlaps, n_max_boxes, align_metric
             )
         else:
-            mask_pos = resolve_contests(mask_pos, pairs, overlaps[pairs], self._pair_ranks)
+            pair_overlaps = overlaps.reshape(-1).index_select(0, flat_pairs(pairs, overlaps.shape)[0])
+            mask_pos = resolve_contests(mask_pos, pairs, pair_overlaps, self._pair_ranks)
             if self.topk2 != self.topk:  # YOLO26's one-to-one branch: the best-ranked positive of each object
                 top = torch.where(mask_pos.bool(), self._ranks, _FAR).topk(self.topk2, dim=-1).indices
                 mask_pos = mask_pos * torch.zeros_like(mask_pos).scatter_(-1, top, 1)
             fg_mask, target_gt_idx = mask_pos.max(-2)
         if self.size_min_pos > 0:
-            mask_pos, won = top_up(mask_pos, pairs, self._pair_ranks, min(self.size_min_pos, self.topk2), fg_mask == 0)
-            b, g, a = pairs
-            anchor = b * mask_pos.shape[-1] + a  # the new positives were free: fg 0, object index 0 there
-            fg_mask = fg_mask.flatten().scatter_reduce(0, anchor, won.to(fg_mask.dtype), "amax").view_as(fg_mask)
-            target_gt_idx = target_gt_idx.flatten().scatter_reduce(
-                0, anchor, torch.where(won, g, 0), "amax").view_as(target_gt_idx)
+            k = min(self.size_min_pos, self.topk2)  # mask_pos, fg_mask, target_gt_idx: fresh tensors, ours to update
+            mask_pos, won = top_up(mask_pos.contiguous(), pairs, self._pair_ranks, k, fg_mask == 0, inplace=True)
+            anchor = flat_pairs(pairs, mask_pos.shape)[1]  # the new positives were free: fg 0, object index 0 there
+            fg_mask.view(-1).scatter_reduce_(0, anchor, won.to(fg_mask.dtype), "amax")
+            target_gt_idx.view(-1).scatter_reduce_(0, anchor, torch.where(won, pairs[1], 0), "amax")
         return target_gt_idx, fg_mask, mask_pos
 
 
@@ -121,6 +122,15 @@ def pair_centre_distances(anc_points: torch.Tensor, gt_bboxes: torch.Tensor) -> 
     """
     centres = (gt_bboxes[:, :2] + gt_bboxes[:, 2:4]) / 2 if gt_bboxes.shape[-1] == 4 else gt_bboxes[:, :2]
     return (anc_points.float() - centres.float()).norm(dim=-1)
+
+
+def flat_pairs(pairs: tuple, shape: torch.Size) -> tuple:
+    """Flat positions (N,) of the pairs (batch, object, anchor) in a (bs, n_max_boxes, num_anchors) tensor, and of
+    their anchors in a (bs, num_anchors) one: for ``index_select``/``index_copy_``, which cost a fraction of indexing
+    with three index tensors on CPU."""
+    b, g, a = pairs
+    n, na = shape[-2], shape[-1]
+    return (b * n + g) * na + a, b * na + a
 
 
 def candidate_ranks(align_metric: torch.Tensor, indices: tuple, distances: torch.Tensor, dense: bool = True) -> tuple:
@@ -137,12 +147,13 @@ def candidate_ranks(align_metric: torch.Tensor, indices: tuple, distances: torch
         distances: (N,) px, from ``pair_centre_distances``.
         dense: also return the dense ranks (for a top-k over all anchors).
     """
-    metric = align_metric[indices].float()  # (N,)
+    flat = flat_pairs(indices, align_metric.shape)[0]
+    metric = align_metric.reshape(-1).index_select(0, flat).float()  # (N,)
     pair_ranks = torch.where(metric > 0, metric, -1.0 - distances)
     if not dense:
         return None, pair_ranks
     ranks = torch.full(align_metric.shape, _FAR, dtype=torch.float32, device=align_metric.device)
-    ranks[indices] = pair_ranks
+    ranks.view(-1).index_copy_(0, flat, pair_ranks)
     return ranks, pair_ranks
 
 
@@ -159,13 +170,14 @@ def _first_best(slot: torch.Tensor, keys: list, g: torch.Tensor, slots: int, n: 
     """(N,) bool: per ``slot`` (an anchor), the pair with the highest ``keys`` (compared in order: the first key, then
     the next among equals), and on a full tie the one of the lowest object index ``g`` (< n). A pair whose first key
     is -inf never wins."""
-    top = torch.ones_like(slot, dtype=torch.bool)
+    top = None
     for key in keys:
-        key = torch.where(top, key, _FAR)
+        key = key if top is None else torch.where(top, key, _FAR)
         best = key.new_full((slots,), _FAR).scatter_reduce_(0, slot, key, "amax")
-        top &= (key == best[slot]) & (key > _FAR)
+        won = (key == best.index_select(0, slot)) & (key > _FAR)
+        top = won if top is None else top & won
     first = torch.full((slots,), n, device=g.device).scatter_reduce_(0, slot, torch.where(top, g, n), "amin")
-    return top & (g == first[slot])
+    return top & (g == first.index_select(0, slot))
 
 
 def resolve_contests(mask_pos: torch.Tensor, pairs: tuple, pair_overlaps: torch.Tensor,
@@ -184,18 +196,18 @@ def resolve_contests(mask_pos: torch.Tensor, pairs: tuple, pair_overlaps: torch.
         (bs, n_max_boxes, num_anchors) 0/1 of ``mask_pos``'s dtype, at most one object per anchor.
     """
     bs, n, na = mask_pos.shape
-    b, g, a = pairs
-    claimed = mask_pos[pairs].bool()  # (N,)
-    anchor = b * na + a
+    g = pairs[1]
+    flat, anchor = flat_pairs(pairs, mask_pos.shape)
+    claimed = mask_pos.reshape(-1).index_select(0, flat).bool()  # (N,)
     claims = torch.zeros(bs * na, dtype=torch.int32, device=anchor.device).scatter_add_(0, anchor, claimed.int())
     won = _first_best(anchor, [torch.where(claimed, pair_overlaps.float(), _FAR), pair_ranks.float()], g, bs * na, n)
-    out = mask_pos.clone()
-    out[pairs] = (claimed & ((claims[anchor] == 1) | won)).to(mask_pos.dtype)
-    return out
+    keep = claimed & ((claims.index_select(0, anchor) == 1) | won)
+    out = mask_pos.clone(memory_format=torch.contiguous_format)
+    return out.view(-1).index_copy_(0, flat, keep.to(mask_pos.dtype)).view_as(mask_pos)
 
 
 def top_up(mask_pos: torch.Tensor, pairs: tuple, pair_ranks: torch.Tensor, k: int,
-           free: torch.Tensor | None = None) -> tuple:
+           free: torch.Tensor | None = None, inplace: bool = False) -> tuple:
     """Give every object with fewer than ``k`` positives free anchors from its region, best ranked first, up to k.
 
     A free anchor is positive for no object; an anchor that several short objects would take goes to the one that
@@ -208,6 +220,7 @@ def top_up(mask_pos: torch.Tensor, pairs: tuple, pair_ranks: torch.Tensor, k: in
         pair_ranks: (N,) their ranks (``candidate_ranks``: larger is better).
         k: the positives each object should have.
         free: optional (bs, num_anchors) bool, the anchors positive for no object, when the caller has them.
+        inplace: write the new positives into ``mask_pos`` (contiguous) rather than into a copy.
 
     Returns:
         The new mask, (bs, n_max_boxes, num_anchors) 0/1 of ``mask_pos``'s dtype, and (N,) bool: the pairs made
@@ -217,20 +230,22 @@ def top_up(mask_pos: torch.Tensor, pairs: tuple, pair_ranks: torch.Tensor, k: in
     b, g, a = pairs
     if free is None:
         free = mask_pos.sum(-2, dtype=torch.int32) == 0  # (bs, num_anchors)
+    flat, anchor = flat_pairs(pairs, mask_pos.shape)
     obj = b * n + g  # (N,) flat object id
-    positive = mask_pos[pairs].long()
+    positive = mask_pos.reshape(-1).index_select(0, flat).long()
     count = torch.zeros(bs * n, dtype=torch.long, device=obj.device)
     need = (k - count.scatter_add(0, obj, positive)).clamp(min=0)  # (bs * n,) positives short of k
-    key = torch.where(free[b, a], pair_ranks.float(), _FAR)  # taken anchors rank last
+    key = torch.where(free.reshape(-1).index_select(0, anchor), pair_ranks.float(), _FAR)  # taken anchors rank last
     order = _grouped_best_first(obj, key)
-    obj_sorted = obj[order]
+    obj_sorted = obj.index_select(0, order)
     size = count.scatter_add(0, obj, torch.ones_like(obj))
     start = size.cumsum(0) - size  # (bs * n,) first slot of each object in the sorted order
-    slot = torch.arange(len(order), device=obj.device) - start[obj_sorted]  # rank of the pair within its object
-    take = torch.zeros_like(key, dtype=torch.bool)
-    take[order] = slot < need[obj_sorted]  # (N,) the wanted pairs (taken anchors have key -inf: never win below)
-    won = _first_best(b * na + a, [torch.where(take, key, _FAR)], g, bs * na, n)
-    return mask_pos.flatten().scatter_add(0, obj * na + a, won.to(mask_pos.dtype)).view_as(mask_pos), won
+    slot = torch.arange(len(order), device=obj.device) - start.index_select(0, obj_sorted)  # rank within its object
+    wanted = slot < need.index_select(0, obj_sorted)  # in sorted order
+    take = torch.zeros_like(wanted).scatter_(0, order, wanted)  # (N,) the wanted pairs (taken anchors: key -inf)
+    won = _first_best(anchor, [torch.where(take, key, _FAR)], g, bs * na, n)
+    out = mask_pos.view(-1) if inplace else mask_pos.flatten().clone()
+    return out.scatter_add_(0, flat, won.to(mask_pos.dtype)).view_as(mask_pos), won
 
 
 def _size_class(base: type) -> type:

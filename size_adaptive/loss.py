@@ -119,8 +119,8 @@ class SizeAdaptiveLoss:
         if self.settings.norm:
             w = balance_weights(w, fg_mask, score)
         gt_bucket = size_buckets(self.box_areas(gt_bboxes), self.size_thresholds)  # (bs, n_max_boxes)
-        iou = self.box_overlap(pd_bboxes, target_bboxes)  # (bs, num_anchors)
-        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou, out=self.size_counts)
+        count_assignment(self.size_counts, self.box_overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes, fg_mask,
+                         target_gt_idx, score, max_positives(self, gt_bboxes))
         self.anchor_weights = w
         return w
 
@@ -206,12 +206,50 @@ class _NWDBlendBboxLoss(nn.Module):
         return (1.0 - self.r) * box + self.r * box_nwd, dfl
 
 
-def _at_foreground(values: torch.Tensor, fg_mask: torch.Tensor, n: int) -> torch.Tensor:
-    """``values[fg_mask]`` (n,) without a host sync, given the foreground count ``n`` that the caller already knows."""
+def _foreground_index(fg_mask: torch.Tensor, n: int) -> torch.Tensor:
+    """Flat indices (n,) of the foreground anchors in row-major order, then ``fg_mask.numel()`` (past the end) in the
+    slots left, without a host sync; ``n`` is at least the foreground count (later ones would be dropped)."""
     fg = fg_mask.flatten()
     slot = torch.where(fg, fg.cumsum(0) - 1, n)  # (bs * num_anchors,) position among the foreground, or a spare slot
-    out = values.new_zeros(n + 1).scatter_(0, slot, values.flatten())
-    return out[:n]
+    index = torch.full((n + 1,), fg.numel(), dtype=torch.long, device=fg.device)
+    return index.scatter_(0, slot, torch.arange(fg.numel(), device=fg.device))[:n]
+
+
+def _at_foreground(values: torch.Tensor, fg_mask: torch.Tensor, n: int) -> torch.Tensor:
+    """``values[fg_mask]`` (n,) without a host sync, given the foreground count ``n`` that the caller already knows."""
+    return values.flatten()[_foreground_index(fg_mask, n)]
+
+
+def max_positives(loss, gt_bboxes: torch.Tensor) -> int:
+    """A bound on the foreground anchors of one assignment of ``loss``, from static shapes: each is among some
+    object's top-k candidates (``select_topk_candidates``) or a ``size_min_pos`` top-up (at most top-k2 per object)."""
+    assigner = getattr(loss.assigner, "inner", loss.assigner)
+    bs, n_max_boxes = gt_bboxes.shape[:2]
+    extra = min(getattr(assigner, "size_min_pos", 0), assigner.topk2)
+    return bs * n_max_boxes * (assigner.topk + extra)
+
+
+def count_assignment(counts: torch.Tensor, overlap: Callable, gt_bucket: torch.Tensor, mask_gt: torch.Tensor,
+                     pd_bboxes: torch.Tensor, target_bboxes: torch.Tensor, fg_mask: torch.Tensor,
+                     target_gt_idx: torch.Tensor, score: torch.Tensor, bound: int) -> torch.Tensor:
+    """``diagnostics.assignment_counts`` of one assignment into ``counts``, with ``overlap`` (``ciou``,
+    ``rotated_overlap``) of the predicted and assigned boxes as the IoU; no host sync.
+
+    Only the foreground is read: it is gathered into ``bound`` slots (``max_positives``, a few per object), usually far
+    fewer than bs * num_anchors, and counted as one image whose objects are those of the whole batch (slots left over
+    count as background). When the bound is not smaller, every anchor is read as it is.
+    """
+    numel = fg_mask.numel()
+    if bound >= numel:
+        iou = overlap(pd_bboxes, target_bboxes)  # (bs, num_anchors)
+        return assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou, out=counts)
+    index = _foreground_index(fg_mask, bound)  # (bound,), numel in the slots left
+    valid, at = index < numel, index.clamp(max=numel - 1)
+    n_max_boxes = gt_bucket.shape[1]
+    pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, at).unsqueeze(0)  # noqa: E731  (1, bound, ...)
+    obj = at // fg_mask.shape[-1] * n_max_boxes + pick(target_gt_idx)  # (1, bound) the object, over the batch
+    return assignment_counts(gt_bucket.reshape(1, -1), mask_gt.reshape(1, -1, 1), valid.unsqueeze(0), obj,
+                             pick(score), overlap(pick(pd_bboxes), pick(target_bboxes)), out=counts)
 
 
 class SizeAdaptiveDetectionLoss(SizeAdaptiveLoss, v8DetectionLoss):

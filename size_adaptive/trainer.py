@@ -26,7 +26,15 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from .demo import DEMO_KEYWORDS, DEMO_TASKS, resolve_data
 from .diagnostics import DIAGNOSTIC_COLUMNS, assignment_counts, describe, diagnostics, new_counts
-from .loss import SIZE_ADAPTIVE_LOSSES, AfterAssign, build_criterion, counted_loss, size_losses
+from .loss import (
+    SIZE_ADAPTIVE_LOSSES,
+    AfterAssign,
+    build_criterion,
+    count_assignment,
+    counted_loss,
+    max_positives,
+    size_losses,
+)
 from .settings import KEYS, SizeSettings, split_size_keys
 from .validator import (
     SizeAdaptiveOBBValidator,
@@ -286,13 +294,14 @@ class _Observer:
         self.thresholds = thresholds.to(loss.device)
         self.counts = new_counts(loss.device)
         loss.assigner = AfterAssign(loss.assigner, self)
+        self.loss = loss
 
     def __call__(self, pd_bboxes, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask,
                  target_gt_idx):
         gt_bucket = size_buckets(self.area(gt_bboxes), self.thresholds)
         score = anchor_scores(target_scores, target_labels)
-        iou = self.overlap(pd_bboxes, target_bboxes)
-        assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou, out=self.counts)
+        count_assignment(self.counts, self.overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes, fg_mask,
+                         target_gt_idx, score, max_positives(self.loss, gt_bboxes))
 
 
 def observe_assignment(model, settings: SizeSettings | None = None) -> None:

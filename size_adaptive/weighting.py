@@ -81,7 +81,7 @@ def bucket_weights(bucket: torch.Tensor, fg_mask: torch.Tensor, weights: Numbers
         (bs, num_anchors) weights.
     """
     table = torch.as_tensor(weights, device=bucket.device)  # (3,)
-    return torch.where(fg_mask, table[bucket], 1.0)
+    return torch.where(fg_mask, table.index_select(0, bucket.reshape(-1)).view(bucket.shape), 1.0)
 
 
 def anchor_weights(
@@ -118,8 +118,10 @@ def anchor_scores(target_scores: torch.Tensor, target_labels: torch.Tensor) -> t
     Returns:
         (bs, num_anchors) float32.
     """
-    labels = target_labels.long().clamp(0, target_scores.shape[-1] - 1).unsqueeze(-1)  # (bs, num_anchors, 1)
-    return target_scores.gather(-1, labels).squeeze(-1).float()
+    nc = target_scores.shape[-1]
+    labels = target_labels.long().clamp(0, nc - 1)  # (bs, num_anchors)
+    flat = torch.arange(0, labels.numel() * nc, nc, device=labels.device).view(labels.shape) + labels
+    return target_scores.reshape(-1).index_select(0, flat.reshape(-1)).view(labels.shape).float()
 
 
 def balance_weights(weights: torch.Tensor, fg_mask: torch.Tensor, score: torch.Tensor) -> torch.Tensor:

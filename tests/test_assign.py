@@ -201,6 +201,10 @@ def test_top_up_follows_its_rule_on_random_cases(seed):
     for k in (1, 3, 6):
         out = top_up(mask_pos, ranks, k)
         assert torch.equal(out, _top_up_by_loops(mask_pos, ranks, k)) and out.sum(1).max() <= 1
+        target = mask_pos.clone()  # inplace=True: the same mask, written into the given tensor
+        pairs = torch.isfinite(ranks).nonzero(as_tuple=True)
+        assert _top_up(target, pairs, ranks[pairs], k, inplace=True)[0].data_ptr() == target.data_ptr()
+        assert torch.equal(target, out)
 
 
 @pytest.mark.parametrize("seed", range(5))

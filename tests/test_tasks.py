@@ -11,7 +11,15 @@ from collections import Counter
 
 import pytest
 import torch
-from ultralytics.utils.loss import E2ELoss, PoseLoss26, SegmentLoss26, v8OBBLoss, v8PoseLoss, v8SegmentationLoss
+from ultralytics.utils.loss import (
+    E2ELoss,
+    PoseLoss26,
+    SegmentLoss26,
+    v8DetectionLoss,
+    v8OBBLoss,
+    v8PoseLoss,
+    v8SegmentationLoss,
+)
 
 import helpers as h
 from size_adaptive.diagnostics import OBJECTS, POSITIVES
@@ -311,3 +319,46 @@ def test_assignment_settings_under_cpu_autocast_stay_finite(cfg, dtype):
     assign = "fixed" if "26" in cfg else "nwd"
     criterion = build_criterion(m, h.settings(thresholds=(32, 50), assign=assign, min_pos=3, box_nwd=0.3))
     h.assert_finite_under_autocast(m, criterion, b, dtype)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(assign="fixed", min_pos=3)], ids=["stock", "fixed_min_pos3"])
+@pytest.mark.parametrize("key", KEYS, ids=IDS)
+def test_diagnostics_read_at_the_foreground_slots_equal_those_of_every_anchor(key, kw):
+    # The loss counts the assignment on max_positives slots (here 2 images x 2 objects x (10 [+ 3]) < 168 anchors);
+    # reading every anchor instead gives the same counts, the overlap included.
+    from size_adaptive.diagnostics import new_counts
+    from size_adaptive.loss import count_assignment, max_positives
+    from size_adaptive.weighting import anchor_scores, size_buckets
+
+    m, upstream, p, b = _setup(key)
+    _, ours = _pair(m, upstream, **kw)
+    cap, hook = {}, ours.assigner.hook  # copies: upstream scales some of these tensors in place after the assignment
+    ours.assigner.hook = lambda *a: (cap.update(args=[t.clone() for t in a]), hook(*a))[1]
+    ours(p, b)
+    pd_bboxes, gt_bboxes, mask_gt, labels, target_bboxes, scores, fg_mask, target_gt_idx = cap["args"]
+    bound = max_positives(ours, gt_bboxes)
+    assert 0 < fg_mask.sum() <= bound < fg_mask.numel()
+    gt_bucket, score = size_buckets(ours.box_areas(gt_bboxes), ours.size_thresholds), anchor_scores(scores, labels)
+    every = count_assignment(new_counts(), ours.box_overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes,
+                             fg_mask, target_gt_idx, score, fg_mask.numel())
+    assert torch.allclose(ours.size_counts, every, rtol=1e-6, atol=0) and every[POSITIVES].sum() == fg_mask.sum()
+
+
+@pytest.mark.parametrize("kw", [{}, dict(assign="fixed"), dict(min_pos=5), dict(assign="nwd", min_pos=10)])
+def test_the_foreground_never_exceeds_max_positives_on_crowded_random_batches(kw):
+    # Many overlapping objects of every size on few anchors (imgsz 128: 336 per image), random predictions: the
+    # positives stay within the static bound that the diagnostics gather into (each is among an object's top-k or
+    # one of its top-up anchors), also where stock gives a contested anchor to an object outside its top-k.
+    from size_adaptive.loss import max_positives
+
+    g = torch.Generator().manual_seed(0)
+    m = h.model("yolo11n.yaml", nc=NC)
+    p = h.preds(m, 2, 128)
+    xy = torch.rand(24, 2, generator=g) * 100
+    boxes = torch.cat((xy, xy + 2 + torch.rand(24, 2, generator=g) * 60), 1).clamp(max=128)
+    b = h.batch(boxes, 128, classes=torch.randint(0, NC, (24,), generator=g).tolist(), image_idx=[0] * 4 + [1] * 20)
+    _, ours = _pair(m, v8DetectionLoss, **kw)
+    cap = h.capture_assignment(ours)
+    ours(p, b)
+    fg_mask = cap["args"][5]
+    assert 0 < fg_mask.sum() <= max_positives(ours, cap["args"][0]) < fg_mask.numel() or kw.get("min_pos") == 10
