@@ -227,7 +227,7 @@ def top_up(mask_pos: torch.Tensor, pairs: tuple, pair_ranks: torch.Tensor, k: in
         positive.
     """
     bs, n, na = mask_pos.shape
-    b, g, a = pairs
+    b, g = pairs[:2]
     if free is None:
         free = mask_pos.sum(-2, dtype=torch.int32) == 0  # (bs, num_anchors)
     flat, anchor = flat_pairs(pairs, mask_pos.shape)

@@ -88,7 +88,7 @@ class SizeAdaptiveLoss:
             )
         self.size_thresholds = torch.tensor(self.settings.input_thresholds, device=self.device)  # (2,) px
         self.size_weights = torch.tensor(self.settings.weights, device=self.device)  # (3,)
-        self.anchor_weights = None
+        self.anchor_weights, self.max_fg = None, None
         self.size_counts = new_counts(self.device)
         terms, s = self.settings.terms, self.settings
         if s.uses_nwd and s.nwd_input_c is None:
@@ -100,7 +100,7 @@ class SizeAdaptiveLoss:
             patch_assigner(self.assigner, s.assign, s.min_pos, s.nwd_input_c)
         self.assigner = AfterAssign(self.assigner, self.weigh)
         if s.box_nwd > 0:
-            self.bbox_loss = _NWDBlendBboxLoss(self.bbox_loss, s.box_nwd, s.nwd_input_c)
+            self.bbox_loss = _NWDBlendBboxLoss(self.bbox_loss, s.box_nwd, s.nwd_input_c, self)
         if "cls" in terms:
             self.bce = _AnchorWeightedBCE(self.bce, self)
         if "box" in terms or "dfl" in terms:
@@ -119,8 +119,9 @@ class SizeAdaptiveLoss:
         if self.settings.norm:
             w = balance_weights(w, fg_mask, score)
         gt_bucket = size_buckets(self.box_areas(gt_bboxes), self.size_thresholds)  # (bs, n_max_boxes)
+        self.max_fg = max_positives(self, gt_bboxes)  # also for the NWD box term, which runs after this call
         count_assignment(self.size_counts, self.box_overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes, fg_mask,
-                         target_gt_idx, score, max_positives(self, gt_bboxes))
+                         target_gt_idx, score, self.max_fg)
         self.anchor_weights = w
         return w
 
@@ -186,13 +187,13 @@ class _NWDBlendBboxLoss(nn.Module):
     r(1 - NWD), NWD in network-input px; the DFL term stays the stock one.
 
     Follows ``BboxLoss.forward`` (8.4.190): each foreground anchor's term is weighted by the sum of its target scores
-    and normalised by ``target_scores_sum``. The NWD part is computed densely over all anchors with the weight zero on
-    background anchors, so its shape does not depend on the data (no host sync).
+    and normalised by ``target_scores_sum``. The NWD part runs on the owner's ``max_fg`` foreground slots (a static
+    bound, as for the diagnostics; slots left over weigh 0), so its shape does not depend on the data (no host sync).
     """
 
-    def __init__(self, bbox_loss: nn.Module, r: float, c: float):
+    def __init__(self, bbox_loss: nn.Module, r: float, c: float, owner: SizeAdaptiveLoss):
         super().__init__()
-        self.inner, self.r, self.c = bbox_loss, r, c
+        self.inner, self.r, self.c, self.owner = bbox_loss, r, c, owner
 
     def forward(self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum,
                 fg_mask, imgsz, stride):
@@ -200,8 +201,16 @@ class _NWDBlendBboxLoss(nn.Module):
                               fg_mask, imgsz, stride)
         weight = target_scores.sum(-1) * fg_mask  # (bs, num_anchors), 0 on background
         # W2 scales with the boxes' lengths (the angle does not), so NWD of the px boxes is NWD of the grid-unit boxes
-        # with C / stride: no conversion of the (bs, num_anchors) boxes
-        similarity = nwd(pred_bboxes, target_bboxes, self.c / stride.squeeze(-1))  # (bs, num_anchors)
+        # with C / stride: no conversion of the boxes
+        c = self.c / stride.squeeze(-1)  # (num_anchors,)
+        numel, bound = fg_mask.numel(), self.owner.max_fg
+        if bound is None or bound >= numel:
+            similarity = nwd(pred_bboxes, target_bboxes, c)  # (bs, num_anchors)
+        else:
+            index = _foreground_index(fg_mask, bound)  # (bound,), numel in the slots left
+            at = index.clamp(max=numel - 1)
+            weight = _pick(weight, at) * (index < numel)  # the slots left weigh 0
+            similarity = nwd(_pick(pred_bboxes, at), _pick(target_bboxes, at), c.index_select(0, at % c.shape[0]))
         box_nwd = ((1.0 - similarity) * weight).sum() / target_scores_sum
         return (1.0 - self.r) * box + self.r * box_nwd, dfl
 
@@ -213,6 +222,11 @@ def _foreground_index(fg_mask: torch.Tensor, n: int) -> torch.Tensor:
     slot = torch.where(fg, fg.cumsum(0) - 1, n)  # (bs * num_anchors,) position among the foreground, or a spare slot
     index = torch.full((n + 1,), fg.numel(), dtype=torch.long, device=fg.device)
     return index.scatter_(0, slot, torch.arange(fg.numel(), device=fg.device))[:n]
+
+
+def _pick(values: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """``values`` (bs, num_anchors, ...) at the flat anchor indices ``at`` (n,): (n, ...)."""
+    return values.reshape(-1, *values.shape[2:]).index_select(0, at)
 
 
 def _at_foreground(values: torch.Tensor, fg_mask: torch.Tensor, n: int) -> torch.Tensor:
@@ -245,11 +259,10 @@ def count_assignment(counts: torch.Tensor, overlap: Callable, gt_bucket: torch.T
         return assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou, out=counts)
     index = _foreground_index(fg_mask, bound)  # (bound,), numel in the slots left
     valid, at = index < numel, index.clamp(max=numel - 1)
-    n_max_boxes = gt_bucket.shape[1]
-    pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, at).unsqueeze(0)  # noqa: E731  (1, bound, ...)
-    obj = at // fg_mask.shape[-1] * n_max_boxes + pick(target_gt_idx)  # (1, bound) the object, over the batch
-    return assignment_counts(gt_bucket.reshape(1, -1), mask_gt.reshape(1, -1, 1), valid.unsqueeze(0), obj,
-                             pick(score), overlap(pick(pd_bboxes), pick(target_bboxes)), out=counts)
+    pick = [_pick(t, at).unsqueeze(0) for t in (target_gt_idx, score, pd_bboxes, target_bboxes)]  # (1, bound, ...)
+    obj = at // fg_mask.shape[-1] * gt_bucket.shape[1] + pick[0]  # (1, bound) the object, over the batch
+    return assignment_counts(gt_bucket.reshape(1, -1), mask_gt.reshape(1, -1, 1), valid.unsqueeze(0), obj, pick[1],
+                             overlap(pick[2], pick[3]), out=counts)
 
 
 class SizeAdaptiveDetectionLoss(SizeAdaptiveLoss, v8DetectionLoss):

@@ -25,7 +25,7 @@ from ultralytics.utils.loss import E2ELoss
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .demo import DEMO_KEYWORDS, DEMO_TASKS, resolve_data
-from .diagnostics import DIAGNOSTIC_COLUMNS, assignment_counts, describe, diagnostics, new_counts
+from .diagnostics import DIAGNOSTIC_COLUMNS, describe, diagnostics, new_counts
 from .loss import (
     SIZE_ADAPTIVE_LOSSES,
     AfterAssign,

@@ -321,7 +321,7 @@ def test_assignment_settings_under_cpu_autocast_stay_finite(cfg, dtype):
     h.assert_finite_under_autocast(m, criterion, b, dtype)
 
 
-@pytest.mark.parametrize("kw", [{}, dict(assign="fixed", min_pos=3)], ids=["stock", "fixed_min_pos3"])
+@pytest.mark.parametrize("kw", [{}, {"assign": "fixed", "min_pos": 3}], ids=["stock", "fixed_min_pos3"])
 @pytest.mark.parametrize("key", KEYS, ids=IDS)
 def test_diagnostics_read_at_the_foreground_slots_equal_those_of_every_anchor(key, kw):
     # The loss counts the assignment on max_positives slots (here 2 images x 2 objects x (10 [+ 3]) < 168 anchors);
@@ -344,7 +344,7 @@ def test_diagnostics_read_at_the_foreground_slots_equal_those_of_every_anchor(ke
     assert torch.allclose(ours.size_counts, every, rtol=1e-6, atol=0) and every[POSITIVES].sum() == fg_mask.sum()
 
 
-@pytest.mark.parametrize("kw", [{}, dict(assign="fixed"), dict(min_pos=5), dict(assign="nwd", min_pos=10)])
+@pytest.mark.parametrize("kw", [{}, {"assign": "fixed"}, {"min_pos": 5}, {"assign": "nwd", "min_pos": 10}])
 def test_the_foreground_never_exceeds_max_positives_on_crowded_random_batches(kw):
     # Many overlapping objects of every size on few anchors (imgsz 128: 336 per image), random predictions: the
     # positives stay within the static bound that the diagnostics gather into (each is among an object's top-k or
