@@ -9,9 +9,11 @@ Stock ``v8DetectionLoss`` and ``SizeAdaptiveDetectionLoss`` get the same model, 
 boxes per image, 80 % of them small, as in drone imagery). Calls alternate between the two (stock, ours, stock, ...)
 so drifts in clock speed or load hit both alike; the times are medians over the repetitions and the ratio is the
 median of the repetitions' ratios ours / stock. On CUDA the time is
-wall-clock time between synchronisations; on CPU it is the CPU time of this process (``time.process_time``, all its
-threads), which time slices given to other processes on a shared machine do not inflate (``--clock wall`` measures
-wall-clock time there too). Two measurements:
+wall-clock time between synchronisations. On CPU torch runs one thread (``--threads``) and the time is the CPU time
+of this process (``time.process_time``), which time slices given to other processes on a shared machine do not
+inflate; with one thread each op costs its own work rather than thread wake-ups, which weigh on the many small ops of
+the assignment settings far more than on upstream's large dense ones (``--threads 2 --clock wall`` measures what a
+2-core training process sees). Two measurements:
 
 - loss: one criterion call on fixed head outputs (forward only, as a training step calls it);
 - step: a full training step, model forward + loss + backward.
@@ -168,6 +170,9 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=None,
                    help="training-step repetitions (default 50 on CUDA, 11 on CPU; 0 skips the step)")
     p.add_argument("--loss-reps", type=int, default=None, help="loss-call repetitions (default 200 on CUDA, 60 on CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default 1 on CPU: each op then costs its own work, not thread wake-ups; "
+                        "torch's default on CUDA)")
     p.add_argument("--clock", choices=tuple(CLOCKS), default=None,
                    help="wall: wall-clock time; cpu: CPU time of this process (default: wall on CUDA, cpu on CPU)")
     p.add_argument("--size-norm", action="store_true", help="measure size_norm=True")
@@ -183,6 +188,11 @@ def main() -> None:
         return child(a.child, a.bs, a.imgsz, a.device, **variant)
     cuda = a.device.startswith("cuda")
     clock = a.clock or ("wall" if cuda else "cpu")
+    threads = a.threads if a.threads is not None else (None if cuda else 1)
+    if threads is not None:
+        if threads < 1:
+            p.error(f"--threads: expected an integer >= 1; got {threads}")
+        torch.set_num_threads(threads)
     if cuda and clock == "cpu":
         p.error("--clock: expected wall on CUDA (CPU time does not see the GPU's work); got cpu")
     reps = a.reps if a.reps is not None else (50 if cuda else 11)
