@@ -203,13 +203,12 @@ class _NWDBlendBboxLoss(nn.Module):
         # W2 scales with the boxes' lengths (the angle does not), so NWD of the px boxes is NWD of the grid-unit boxes
         # with C / stride: no conversion of the boxes
         c = self.c / stride.squeeze(-1)  # (num_anchors,)
-        numel, bound = fg_mask.numel(), self.owner.max_fg
-        if bound is None or bound >= numel:
+        bound = self.owner.max_fg
+        if bound is None or bound >= fg_mask.numel():
             similarity = nwd(pred_bboxes, target_bboxes, c)  # (bs, num_anchors)
         else:
-            index = _foreground_index(fg_mask, bound)  # (bound,), numel in the slots left
-            at = index.clamp(max=numel - 1)
-            weight = _pick(weight, at) * (index < numel)  # the slots left weigh 0
+            at, valid = _foreground_slots(fg_mask, bound)
+            weight = _pick(weight, at) * valid  # the slots left weigh 0
             similarity = nwd(_pick(pred_bboxes, at), _pick(target_bboxes, at), c.index_select(0, at % c.shape[0]))
         box_nwd = ((1.0 - similarity) * weight).sum() / target_scores_sum
         return (1.0 - self.r) * box + self.r * box_nwd, dfl
@@ -222,6 +221,13 @@ def _foreground_index(fg_mask: torch.Tensor, n: int) -> torch.Tensor:
     slot = torch.where(fg, fg.cumsum(0) - 1, n)  # (bs * num_anchors,) position among the foreground, or a spare slot
     index = torch.full((n + 1,), fg.numel(), dtype=torch.long, device=fg.device)
     return index.scatter_(0, slot, torch.arange(fg.numel(), device=fg.device))[:n]
+
+
+def _foreground_slots(fg_mask: torch.Tensor, bound: int) -> tuple:
+    """The foreground gathered into ``bound`` slots (``max_positives``): flat anchor indices (bound,), the slots left
+    pointing at the last anchor, and (bound,) bool, the slots that hold a foreground anchor."""
+    index = _foreground_index(fg_mask, bound)  # (bound,), numel in the slots left
+    return index.clamp(max=fg_mask.numel() - 1), index < fg_mask.numel()
 
 
 def _pick(values: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
@@ -253,12 +259,10 @@ def count_assignment(counts: torch.Tensor, overlap: Callable, gt_bucket: torch.T
     fewer than bs * num_anchors, and counted as one image whose objects are those of the whole batch (slots left over
     count as background). When the bound is not smaller, every anchor is read as it is.
     """
-    numel = fg_mask.numel()
-    if bound >= numel:
+    if bound >= fg_mask.numel():
         iou = overlap(pd_bboxes, target_bboxes)  # (bs, num_anchors)
         return assignment_counts(gt_bucket, mask_gt, fg_mask, target_gt_idx, score, iou, out=counts)
-    index = _foreground_index(fg_mask, bound)  # (bound,), numel in the slots left
-    valid, at = index < numel, index.clamp(max=numel - 1)
+    at, valid = _foreground_slots(fg_mask, bound)
     pick = [_pick(t, at).unsqueeze(0) for t in (target_gt_idx, score, pd_bboxes, target_bboxes)]  # (1, bound, ...)
     obj = at // fg_mask.shape[-1] * gt_bucket.shape[1] + pick[0]  # (1, bound) the object, over the batch
     return assignment_counts(gt_bucket.reshape(1, -1), mask_gt.reshape(1, -1, 1), valid.unsqueeze(0), obj, pick[1],
