@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 
-from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER, YAML
+from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER
 
-from .settings import DEFAULTS, SizeSettings, split_size_keys
+from .checks import load_cfg
+from .settings import DEFAULTS, split_size_keys
 
 HELP_WORDS = {"help", "-h", "--help", "h"}
 DEFAULT_TRAIN = {"model": "yolo12n.yaml", "data": "demo"}
@@ -63,10 +63,15 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
     arms=arms.yaml             arm name -> its own keys: size_* keys, any 'yolo' train key, trainer: stock|size
     seeds=3                    number of seeds (0..N-1), or the seeds, e.g. seeds=0,5,9
     last_epochs=5              each run's numbers are its mean over its last N validated epochs
-  Reuses finished runs; writes comparison.md/.png/.json to project/name (default runs/compare/compare).
+  Reuses finished runs; writes comparison.md/.png/.json to project/name, placed as yolo train places a run
+  (default runs/detect/compare; a relative project goes under Ultralytics' runs_dir/<task>).
 
   The stock 'yolo' help follows.
 """
+
+
+COMMANDS = {"tile": ".tile", "advise": ".advise"}  # yolo-sa MODE key=value ...: the module's run(**keys)
+SLICED = {"val": "val", "predict": "predict"}  # yolo-sa val|predict slice=N (N > 0): size_adaptive.sliced
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,13 +83,19 @@ def main(argv: list[str] | None = None) -> int:
 
         print(CLI_HELP_MSG)
         return 0
+    if args[0] in COMMANDS:
+        return _command(args[0], args[1:])
     if "compare" in args:
         return _compare(args)
     try:  # usage errors that we find before Ultralytics starts anything: no run folder yet
-        _check_size_args(args)
-        _check_stock_args(args)
+        mode = _mode(args)
+        given = _given(args)
+        if mode in SLICED and str(given.get("slice", 0)).strip() not in {"0", ""}:
+            return _sliced(mode, given)
+        args = [a for a in args if not a.startswith("slice=")]  # slice=0: today's whole-image val/predict
+        _check_run(args, mode)
         args = _with_train_defaults(args)
-    except ValueError as e:
+    except (ValueError, SyntaxError) as e:
         return _usage_error(e)
     try:
         with _yolo_sa_entrypoint(args):
@@ -104,6 +115,62 @@ def _usage_error(e: Exception) -> int:
     return 2
 
 
+def _command(mode: str, args: list[str]) -> int:
+    """``yolo-sa tile`` / ``advise``: key=value arguments (strings) to the module's ``run``, which checks them all
+    before it writes anything."""
+    import importlib
+
+    try:
+        words = [a for a in args if "=" not in a]
+        if words:
+            raise ValueError(f"{mode}: expected key=value arguments after '{mode}'; got {words}")
+        importlib.import_module(COMMANDS[mode], __package__).run(**_key_values(args))
+    except (ValueError, SyntaxError) as e:
+        return _usage_error(e)
+    return 0
+
+
+def _sliced(mode: str, given: dict) -> int:
+    """``yolo-sa val|predict slice=N``: slice by slice on whole images (``size_adaptive.sliced``)."""
+    from . import sliced
+
+    keys = {k: v for k, v in given.items() if k not in ("mode", "task")}
+    try:
+        getattr(sliced, SLICED[mode])(**keys)
+    except (ValueError, SyntaxError) as e:
+        return _usage_error(e)
+    return 0
+
+
+def _mode(args: list[str]) -> str | None:
+    """The Ultralytics mode word of the command line (``train``, ``val``, ...), or ``mode=``; None when absent."""
+    from ultralytics.cfg import MODES
+
+    words = [a for a in args if "=" not in a]
+    return next((w for w in words if w in MODES), _key_values(args).get("mode"))
+
+
+def _given(args: list[str]) -> dict:
+    """The keys of a command line as Ultralytics parses them (``parse_key_value_pair``), on top of a ``cfg=`` yaml's
+    keys (the command line wins, as in Ultralytics' entrypoint); ``size_*`` values as typed. A malformed pair is skipped: Ultralytics' own parser
+    says what is wrong with it."""
+    from ultralytics.cfg import merge_equals_args, parse_key_value_pair
+
+    given = {}
+    if cfg := _key_values(args).get("cfg"):
+        given.update(load_cfg(cfg))
+    for a in merge_equals_args(args):
+        if "=" in a:
+            try:
+                given.update([parse_key_value_pair(a)])
+            except (AssertionError, NameError, SyntaxError, ValueError):
+                continue
+    given.update(split_size_keys(_key_values(args))[0])  # as typed: our parsers read the text ('2,1.5,1')
+    if "resume" in args:
+        given["resume"] = True
+    return given
+
+
 def _compare(args: list[str]) -> int:
     """``yolo-sa compare``: parse and check everything first (usage errors exit 2), then train the arms."""
     from ultralytics.cfg import (
@@ -121,19 +188,30 @@ def _compare(args: list[str]) -> int:
         kv = dict(parse_key_value_pair(a) for a in merge_equals_args(args) if "=" in a)
         compare_keys = {"seeds": 3, "arms": ",".join(DEFAULT_ARMS), "last_epochs": DEFAULT_LAST_EPOCHS}
         check_dict_alignment({**DEFAULT_CFG_DICT, **DEFAULTS, **compare_keys}, kv)
+        if "cfg" in kv:  # its keys are shared keys like the command line's (size keys: for the size arms)
+            cfg = kv.pop("cfg")
+            kv = {**load_cfg(cfg), **kv}
+            check_dict_alignment({**DEFAULT_CFG_DICT, **DEFAULTS, **compare_keys}, kv)
         kv = {**DEFAULT_TRAIN, **kv}
         check_args(**kv)  # every arm and key, before anything trains or is created
+        compare(**kv)
     except (ValueError, SyntaxError) as e:
+        if not _is_usage_error(e):
+            raise
         return _usage_error(e)
-    compare(**kv)
     return 0
 
 
 def _is_usage_error(e: Exception) -> bool:
-    """Errors that name a bad argument: ours (a size key, the demo size, the task, demo data of another task) and
+    """Errors that name a bad argument: ours (a key, the demo size, the task, demo data of another task) and
     Ultralytics' key/value checks."""
-    return isinstance(e, SyntaxError) or str(e).startswith(
-        ("size_", "'size_", "YOLO_SA_DEMO_SIZE:", "cfg:", "task:", "data:"))
+    from ultralytics.cfg import MODES
+
+    if isinstance(e, SyntaxError):
+        return True
+    word = str(e).split(":", 1)[0].strip("'") if ":" in str(e) else ""
+    return word in DEFAULT_CFG_DICT or word in DEFAULTS or word in MODES or word in {
+        "YOLO_SA_DEMO_SIZE", "cfg", "task", "data", "compare", "arms", "seeds", "last_epochs", *COMMANDS}
 
 
 def _key_values(args: list[str]) -> dict[str, str]:
@@ -154,60 +232,41 @@ def _with_train_defaults(args: list[str]) -> list[str]:
     resuming = "resume" in args or resume.lower() == "true"
     missing = {k: v for k, v in DEFAULT_TRAIN.items() if k not in given and not resuming}
     if "data" in missing:  # the demo data of the model's task: demo-seg for a -seg model, ...
-        from .cfg import model_task
-        from .demo import DEMO_KEYWORDS
-
-        task = given.get("task") or model_task(given.get("model", DEFAULT_TRAIN["model"]))
-        keyword = DEMO_KEYWORDS.get(task)
-        if keyword is None:  # a task without boxes: refused by YOLO.train, with the task named
+        missing["data"] = _demo_data_for(given)
+        if missing["data"] is None:  # a task without boxes: refused by YOLO.train, with the task named
             del missing["data"]
-        else:
-            missing["data"] = keyword
     for k, v in missing.items():
         LOGGER.warning(f"'{k}' argument is missing. Using 'yolo-sa' default '{k}={v}'.")
     return args + [f"{k}={v}" for k, v in missing.items()]
 
 
-def _check_size_args(args: list[str]) -> None:
-    """Validate the ``size_*`` keys of the command line and of a ``cfg=`` yaml before Ultralytics starts anything."""
-    given = _key_values(args)
-    size = {}
-    if cfg := given.get("cfg"):
-        if not Path(cfg).is_file():
-            raise ValueError(f"cfg: expected an existing yaml file; got {cfg!r}")
-        size.update(split_size_keys(YAML.load(cfg))[0])
-    size.update(split_size_keys(given)[0])
-    SizeSettings.from_dict(size)
-    if size and "train" not in args:
+def _demo_data_for(given: dict) -> str | None:
+    from .cfg import model_task
+    from .demo import DEMO_KEYWORDS
+
+    task = given.get("task") or model_task(given.get("model", DEFAULT_TRAIN["model"]))
+    return DEMO_KEYWORDS.get(task)
+
+
+def _check_run(args: list[str], mode: str | None) -> None:
+    """Validate the keys of the command line and of a ``cfg=`` yaml before Ultralytics starts anything: the size
+    keys, Ultralytics' value checks, the model and data (and, to train, what ``checks.check_run_args`` checks), and a
+    checkpoint to resume that has nothing left to train."""
+    from .checks import check_model_file, check_resume, check_run_args
+
+    given = _given(args)
+    size = split_size_keys(given)[0]
+    resume = given.get("resume")
+    if mode == "train" and resume not in (None, False, "False", "false", ""):
+        check_resume(resume if isinstance(resume, str) and resume.lower() != "true" else given.get("model"))
+    elif mode == "train":  # the defaults that _with_train_defaults adds
+        given.setdefault("model", DEFAULT_TRAIN["model"])
+        check_model_file(given["model"])  # before its task is read for the demo data
+        if "data" not in given:
+            given["data"] = _demo_data_for(given)
+    check_run_args(given, mode or "")
+    if size and mode != "train":
         LOGGER.warning(f"size_* settings only act in training; ignored here: {sorted(size)}")
-
-
-def _check_stock_args(args: list[str]) -> None:
-    """Check the Ultralytics keys of the command line (and of a ``cfg=`` yaml) that would otherwise end in a
-    traceback, some after the run folder exists: a model or data file that does not exist, and a value of the wrong
-    type or range (``check_cfg``, as ``get_cfg`` runs it). A ``ValueError`` names the key and the value."""
-    from ultralytics.cfg import check_cfg, merge_equals_args, parse_key_value_pair
-
-    from .cfg import check_data_file, check_model_file
-
-    given = {}
-    if cfg := _key_values(args).get("cfg"):
-        given.update(YAML.load(cfg) or {})  # the file's keys; the command line wins, as in Ultralytics' entrypoint
-    for a in merge_equals_args(args):
-        if "=" in a:
-            try:
-                given.update([parse_key_value_pair(a)])
-            except (AssertionError, NameError, SyntaxError, ValueError):
-                continue  # a malformed pair: Ultralytics' own parser says what is wrong with it
-    check_model_file(given.get("model"))
-    check_data_file(given.get("data"))
-    for key, value in given.items():
-        if key in DEFAULT_CFG_DICT and key != "cfg":
-            try:
-                check_cfg({key: value})
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{key}: expected a value that Ultralytics accepts for '{key}'; got {key}={value!r} "
-                                 f"({e})") from None
 
 
 @contextlib.contextmanager

@@ -53,19 +53,20 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
 from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER, colorstr
 
-from .cfg import check_data_file, check_model_file, model_task, model_yaml
+from .cfg import model_task, model_yaml
+from .checks import check_run_args, load_cfg
 from .demo import resolve_data
-from .model import check_box_task
 from .report import summarise, write_report
 from .settings import DEFAULTS as SIZE_DEFAULTS
 from .settings import KEYS as SIZE_KEYS
 from .settings import SizeSettings, split_size_keys
-from .trainer import DIAGNOSTICS_FILE, check_demo_task
+from .trainer import DIAGNOSTICS_FILE
 
 ARMS = ("stock", "size", "uniform", "size_norm")  # the built-in arms
 DEFAULT_ARMS = ("stock", "size", "uniform")
@@ -358,8 +359,8 @@ def _check_value(key: str, value: Any, where: str) -> None:
 
 
 def check_args(
-    model: str = "yolo12n.yaml",
-    data: str = "demo",
+    model: str | None = None,
+    data: str | None = None,
     seeds: Any = 3,
     arms: Any = DEFAULT_ARMS,
     last_epochs: Any = DEFAULT_LAST_EPOCHS,
@@ -369,8 +370,12 @@ def check_args(
 ) -> Plan:
     """Validate a comparison's arguments before anything trains or is created; return the plan.
 
-    ``project`` and ``name`` are accepted (they name the comparison folder) and not checked here.
+    ``model`` and ``data`` default to ``yolo12n.yaml`` and ``demo`` (or to those of a ``cfg=`` yaml, whose keys are
+    shared keys like the other ``train_args``, the ones given winning). Every arm's full training keys pass the checks
+    of ``yolo-sa train`` (``checks.check_run_args``). ``project`` and ``name`` are accepted (they name the comparison
+    folder) and not checked here.
     """
+    model, data, train_args = _with_cfg(model, data, train_args)
     seeds, last_epochs = parse_seeds(seeds), parse_last_epochs(last_epochs)
     shared_size, common = split_size_keys(train_args)
     settings = SizeSettings.from_dict(shared_size)
@@ -385,25 +390,43 @@ def check_args(
         raise ValueError(f"val: expected True (stock Ultralytics writes a validated row's per-size metrics into the "
                          f"wrong columns of results.csv when earlier epochs were not validated); got {common['val']!r}")
     checked = check_arms(load_arms(arms), shared_size)
-    check_data_file(data)
-    for arm in checked:  # a model that exists, of a task with boxes, and demo data of its task (demo-seg for -seg)
-        arm_model = arm.args.get("model", model)
+    plan = Plan(checked, seeds, settings, shared_size, {"model": model, "data": data, **common}, last_epochs)
+    for arm in checked:  # each arm's own run keys, checked as 'yolo-sa train' checks them
         try:
-            check_model_file(arm_model)
-            task = model_task(arm_model)
-            check_box_task(task, arm_model)
-            check_demo_task(data, task)
+            check_run_args(plan.run_args(arm, {"mean_fg_weight": 1.0}), "train")
         except ValueError as e:
             raise ValueError(f"{e} (arm '{arm.name}')") from None
-    return Plan(checked, seeds, settings, shared_size, {"model": model, "data": data, **common}, last_epochs)
+    return plan
+
+
+def _with_cfg(model: Any, data: Any, train_args: dict) -> tuple[Any, Any, dict]:
+    """``model``, ``data`` and the shared keys with a ``cfg=`` yaml's keys under them (as ``yolo-sa train`` takes
+    them), and the defaults ``yolo12n.yaml`` and ``demo`` under both."""
+    train_args = dict(train_args)
+    file_keys = load_cfg(train_args.pop("cfg")) if train_args.get("cfg") else {}
+    train_args = {**{k: v for k, v in file_keys.items() if k not in ("model", "data")}, **train_args}
+    model = model if model is not None else file_keys.get("model", "yolo12n.yaml")
+    data = data if data is not None else file_keys.get("data", "demo")
+    return model, data, train_args
+
+
+def comparison_folder(project: Any, name: Any, task: str) -> Path:
+    """The comparison folder, by the rule of ``yolo train``'s run folder (Ultralytics' ``get_save_dir``, 8.4.190):
+    ``project/name``, a relative (or no) ``project`` under Ultralytics' ``runs_dir`` and the task
+    (``runs/detect/compare`` by default). Never incremented: a comparison folder is reused to continue."""
+    from ultralytics.cfg import get_save_dir
+
+    args = SimpleNamespace(project=str(project) if project else None, name=str(name or "compare"), task=task,
+                           mode="train", exist_ok=True, save_dir=None)
+    return Path(get_save_dir(args))
 
 
 def compare(
-    model: str = "yolo12n.yaml",
-    data: str = "demo",
+    model: str | None = None,
+    data: str | None = None,
     seeds: Any = 3,
     arms: Any = DEFAULT_ARMS,
-    project: str | Path = "runs/compare",
+    project: str | Path | None = None,
     name: str = "compare",
     last_epochs: int = DEFAULT_LAST_EPOCHS,
     **train_args: Any,
@@ -412,14 +435,17 @@ def compare(
 
     Args:
         model, data: as for ``yolo train``, shared by every arm (an arm may set its own ``model``); ``data="demo"``
-            is the built-in demo data.
+            is the built-in demo data. Defaults: ``yolo12n.yaml`` and ``demo``, or those of ``cfg=``.
         seeds: number of seeds (0..N-1) or the seeds themselves.
         arms: a comma list or sequence of built-in arms (``ARMS``; ``stock`` is then always included, first), or a
             YAML file path or dict mapping arm names to their own keys (see the module docstring). The first arm is
             the baseline of the paired differences.
-        project, name: the comparison folder is ``project/name``; runs are ``<arm>-seed<k>`` inside it.
+        project, name: the comparison folder, by ``yolo train``'s rule (``comparison_folder``): ``project/name``, a
+            relative project under Ultralytics' ``runs_dir/<task>`` (default ``runs/detect/compare``); runs are
+            ``<arm>-seed<k>`` inside it.
         last_epochs: each run's numbers are its mean over its last ``last_epochs`` validated epochs.
-        train_args: any other ``yolo train`` keys and ``size_*`` keys, shared by every arm (size keys: size arms).
+        train_args: any other ``yolo train`` keys and ``size_*`` keys, shared by every arm (size keys: size arms),
+            ``cfg=`` a yaml of such keys.
 
     Raises:
         ValueError: a bad argument or arm, before anything trains or is created (``check_args``); or a run folder
@@ -427,12 +453,13 @@ def compare(
     """
     plan = check_args(model, data, seeds, arms, last_epochs, **train_args)
     plan = Plan(plan.arms, plan.seeds, plan.settings, plan.shared_size,
-                {**plan.common, "data": resolve_data(data), "save_json": True}, plan.last_epochs)
-    folder = Path(project) / name
+                {**plan.common, "data": resolve_data(plan.common["data"]), "save_json": True}, plan.last_epochs)
+    folder = comparison_folder(project, name, model_task(plan.run_args(plan.arms[0], {"mean_fg_weight": 1.0})["model"]))
     for arm in plan.arms:  # refuse runs with other settings before anything trains (uniform: at its turn)
         for seed in plan.seeds:
             if not arm.uniform:
                 _finished(folder / f"{arm.name}-seed{seed}", {**plan.run_args(arm), "seed": seed}, arm.trainer)
+    LOGGER.info(f"{PREFIX} comparison folder {folder}")
     folder.mkdir(parents=True, exist_ok=True)
 
     steps = [(arm, seed) for seed in plan.seeds for arm in plan.order()]
@@ -500,7 +527,7 @@ def _finished(run_dir: Path, expected: dict, trainer: str) -> bool:
     different = mismatches(args, resolved_settings(expected, trainer), trainer)
     if different:
         keys = "; ".join(f"{k}: recorded {r!r}, requested {q!r}" for k, (r, q) in different.items())
-        raise ValueError(f"{run_dir} holds a run with other settings ({keys}); choose another name= for this "
+        raise ValueError(f"name: {run_dir} holds a run with other settings ({keys}); choose another name= for this "
                          f"comparison or remove that folder")
     if not csv_file.exists():
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ultralytics import YOLO as _UltralyticsYOLO
@@ -42,6 +43,11 @@ class YOLO(_UltralyticsYOLO):
     def train(self, trainer=None, **kwargs: Any):
         """``Model.train``, refusing a model whose task the size-adaptive loss does not cover (before any file is
         written); a ``trainer`` given explicitly is used as is."""
+        resume = kwargs.get("resume")
+        if resume:  # a finished run: refused, not started anew from its weights (Ultralytics 8.4.190 does)
+            from .checks import check_resume
+
+            check_resume(resume if isinstance(resume, (str, Path)) else self.ckpt_path)
         if trainer is None:
             check_box_task(self.task, self.model_name)
             _check_assign(self.model, kwargs)

@@ -12,6 +12,7 @@ the task's own trainer.
 from __future__ import annotations
 
 import csv
+import shutil
 import statistics
 from dataclasses import replace
 
@@ -76,6 +77,7 @@ class SizeAdaptiveTraining:
         # checkpoints ('train_args') and DDP workers (which rebuild the trainer from vars(args)) like stock keys.
         # save_json turns on the COCO evaluation that gives mAP small/medium/large per epoch (every box task).
         base = {**base, "save_json": True} if self.per_size_map else base
+        self._new_run_folder = _is_new_run_folder({**base, **settings.as_args()}, overrides)
         super().__init__({**base, **settings.as_args()}, overrides, _callbacks)
         if self.resume:
             settings = self._settings_on_resume(settings, size)
@@ -96,6 +98,17 @@ class SizeAdaptiveTraining:
         if ignored:
             LOGGER.warning(f"{PREFIX} resume ignores {ignored}, using the checkpoint's {recorded.describe()}")
         return recorded
+
+    def _setup_train(self):
+        """``BaseTrainer._setup_train`` (8.4.190); a refusal there (data-dependent settings, such as NWD's C from
+        training labels that hold no box) removes the run folder that this trainer created, so that a refused run
+        leaves nothing behind. A folder that existed before (``exist_ok``, ``resume``) is left as it is."""
+        try:
+            super()._setup_train()
+        except Exception:
+            if self._new_run_folder and RANK in {-1, 0}:
+                shutil.rmtree(self.save_dir, ignore_errors=True)
+            raise
 
     def resume_training(self, ckpt):
         """Follow ``BaseTrainer.resume_training`` (8.4.190), then resolve the thresholds and install our criterion.
@@ -230,6 +243,18 @@ TRAINERS = {  # Ultralytics task -> our trainer
     "pose": SizeAdaptivePoseTrainer,
     "obb": SizeAdaptiveOBBTrainer,
 }
+
+
+def _is_new_run_folder(cfg: dict, overrides: dict) -> bool:
+    """Whether the run folder that ``BaseTrainer.__init__`` (8.4.190) is about to create does not exist yet: the
+    same ``get_save_dir`` of the same ``get_cfg``, asked before it is created."""
+    from ultralytics.cfg import get_cfg, get_save_dir
+
+    try:
+        args = get_cfg(cfg, overrides)
+    except Exception:  # noqa: BLE001 (the trainer's own get_cfg raises it again, with Ultralytics' message)
+        return False
+    return not args.resume and not get_save_dir(args).exists()
 
 
 def check_demo_task(data, task: str) -> None:
