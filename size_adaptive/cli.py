@@ -15,7 +15,7 @@ import sys
 from ultralytics.utils import DEFAULT_CFG_DICT, LOGGER
 
 from .checks import load_cfg
-from .settings import DEFAULTS, split_size_keys
+from .settings import DEFAULTS, help_lines, split_size_keys
 
 HELP_WORDS = {"help", "-h", "--help", "h"}
 DEFAULT_TRAIN = {"model": "yolo12n.yaml", "data": "demo"}
@@ -36,23 +36,10 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
   Without model= or data=, 'yolo-sa train' uses model=yolo12n.yaml and the demo data of the model's task.
 
   Size-adaptive settings (train):
-    size_weights=2,1.5,1       loss weights of small, medium and large objects, each > 0
-    size_thresholds=32,96      small/medium and medium/large edges, as box side lengths in px
-    size_space=original        'original': thresholds in original-image px (the COCO definition of mAP_small),
-                               converted once to network-input px; 'input': network-input px as given
-    size_norm=False            True: per batch, rescale the foreground weights so that their target-score-
-                               weighted sum is the stock one (only the balance between objects changes);
-                               background anchors and normalisers stay stock
-    size_terms=cls,box,dfl     loss terms that carry the weights (OBB's angle term follows box); the others
-                               stay exactly stock
+{weighting}
 
   Assignment and box term (train; defaults are stock):
-    size_assign=stock          'fixed': zero-metric candidates in an object's region stay selectable (nearest
-                               centre first), a contested anchor goes to a claimant; 'nwd': 'fixed' with NWD as
-                               the assigner's overlap (not for YOLO26 segment/pose)
-    size_min_pos=0             top up every object with fewer positives from free anchors of its region
-    size_box_nwd=0             r in [0, 1]: box term (1 - r)(1 - CIoU) + r(1 - NWD)
-    size_nwd_c=auto            NWD's C in network-input px; auto: the training labels' mean box side
+{assignment}
 
   What to try first on aerial data: size_terms=box,dfl, and a P2 head (model=yolo11n-p2.yaml) with
   'yolo-sa compare' against stock; the default rule has not lifted mAP small on real aerial data.
@@ -67,7 +54,8 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
   (default runs/detect/compare; a relative project goes under Ultralytics' runs_dir/<task>).
 
   The stock 'yolo' help follows.
-"""
+""".format(weighting="\n".join(help_lines("weighting")),
+           assignment="\n".join(help_lines("assignment")))
 
 
 COMMANDS = {"tile": ".tile", "advise": ".advise"}  # yolo-sa MODE key=value ...: the module's run(**keys)

@@ -1,56 +1,86 @@
-"""The ``size_*`` settings: defaults, parsing, validation, and their split from Ultralytics' own keys.
+"""The ``size_*`` settings, each declared once: its default, its parser and its help line (``Setting``), as a field of
+``SizeSettings``; the key is ``size_`` + the field name. ``DEFAULTS``, ``KEYS``, parsing (``SizeSettings.from_dict``),
+``as_args``, ``yolo-sa help`` (``help_lines``) and the README's settings table (checked by ``tests/test_docs.py``)
+all come from these declarations: a new setting is one field plus its parser.
 
 Settings travel on ``model.args`` next to the stock gains (``box``, ``cls``, ``dfl``), so they reach the loss,
 ``args.yaml``, checkpoints, resumed runs and DDP workers the same way stock settings do.
 
-| key                     | meaning                                                         | default      |
-|-------------------------|-----------------------------------------------------------------|--------------|
-| ``size_weights``        | loss weights of small, medium, large objects, each > 0          | 2.0,1.5,1.0  |
-| ``size_thresholds``     | small/medium and medium/large edges as side lengths, px         | 32,96        |
-| ``size_space``          | ``original``: thresholds in original-image px (COCO), converted | original     |
-|                         | once to network-input px; ``input``: network-input px directly  |              |
-| ``size_norm``           | rescale the foreground weights per batch so that their          | False        |
-|                         | target-score-weighted sum is the stock one (balance only)       |              |
-| ``size_terms``          | loss terms that carry the weights: ``cls``, ``box``, ``dfl``    | cls,box,dfl  |
-| ``size_assign``         | the assigner: ``stock``; ``fixed`` (zero-metric candidates in   | stock        |
-|                         | an object's region stay selectable, contested anchors go to a   |              |
-|                         | claimant); ``nwd`` (``fixed`` with NWD as the overlap)          |              |
-| ``size_min_pos``        | top up objects with fewer positives from free anchors, int >= 0 | 0            |
-| ``size_box_nwd``        | r in [0, 1]: box term (1 - r)(1 - CIoU) + r(1 - NWD)            | 0.0          |
-| ``size_nwd_c``          | NWD's constant C in network-input px, > 0, or ``auto`` (the     | auto         |
-|                         | training labels' mean box side)                                 |              |
-| ``size_input_thresholds``| resolved network-input thresholds, written by the trainer      | (resolved)   |
-| ``size_nwd_input_c``    | resolved C in network-input px, written by the trainer          | (resolved)   |
-
-Units: ``px`` are pixels; "original" px are those of the image files, "input" px those of the network input.
+Units: ``px`` are pixels; "original" px are those of the image files, "input" px those of the network input. A value
+the user gives (``nwd_c``, ``None`` for ``auto``) and the value the trainer resolves from it (``nwd_input_c``, px) have
+different names everywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
-DEFAULTS: dict[str, Any] = {
-    "size_weights": [2.0, 1.5, 1.0],
-    "size_thresholds": [32.0, 96.0],
-    "size_space": "original",
-    "size_norm": False,
-    "size_terms": ["cls", "box", "dfl"],
-    "size_assign": "stock",
-    "size_min_pos": 0,
-    "size_box_nwd": 0.0,
-    "size_nwd_c": "auto",
-    "size_input_thresholds": None,
-    "size_nwd_input_c": None,
-}
-KEYS = tuple(DEFAULTS)
 SPACES = ("original", "input")
 ASSIGNERS = ("stock", "fixed", "nwd")
-RESOLVED = ("size_input_thresholds", "size_nwd_input_c")  # written by the trainer, not given by users
 TERMS = ("cls", "box", "dfl")  # classification BCE; CIoU (ProbIoU and angle for OBB); DFL (L1 when reg_max is 1)
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    """The parser of a choice-valued key: one of ``choices``, case and spaces ignored."""
+
+    def parse(key: str, value: Any) -> str:
+        name = value.strip().lower() if isinstance(value, str) else value
+        if name not in choices:
+            raise ValueError(f"{key}: expected one of {list(choices)}; got {value!r}")
+        return name
+
+    return parse
+
+
+def _optional(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """A resolved key's parser: ``None`` (not resolved yet) or what ``parse`` accepts."""
+    return lambda key, value: None if value is None else parse(key, value)
+
+
+def _listed(value: Any) -> Any:
+    """A field's value as YAML-safe ``args.yaml`` holds it: tuples as lists."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The declaration of one ``size_*`` key.
+
+    Attributes:
+        default: the default as ``args.yaml`` holds it (``DEFAULTS``).
+        parse: ``(key, value) -> field value``, raising a ``ValueError`` that names the key, what was expected and
+            what was given; takes the command line's text and Python values alike.
+        help: what the key does, for ``yolo-sa help``.
+        group: the heading it is listed under in ``yolo-sa help``.
+        dump: field value -> the YAML-safe value of ``as_args``.
+        resolved: written by the trainer (a value resolved from the data), not given by users.
+    """
+
+    default: Any
+    parse: Callable[[str, Any], Any]
+    help: str
+    group: str = "weighting"
+    dump: Callable[[Any], Any] = _listed
+    resolved: bool = False
+
+    @property
+    def typed(self) -> str:
+        """The default as typed on the command line: ``2,1.5,1``."""
+        d = self.default
+        return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in d) if isinstance(d, list) else f"{d}"
+
+
+def setting(default: Any, parse: Callable[[str, Any], Any], help: str, **kw: Any) -> Any:  # noqa: A002
+    """A ``SizeSettings`` field declared by its ``Setting``; the field's own default is the parsed ``default``."""
+    spec = Setting(default, parse, help, **kw)
+    value = None if default is None or default == "auto" else parse("", default)
+    return field(default=value, metadata={"setting": spec})
 
 
 def _numbers(key: str, value: Any, n: int, what: str, example: str) -> list[float]:
@@ -146,34 +176,50 @@ def _nwd_c(key: str, value: Any, allow_auto: bool = True) -> float | None:
 
 @dataclass(frozen=True)
 class SizeSettings:
-    """Validated size settings.
+    """Validated size settings; each field is the key ``size_<field>``, declared with its ``Setting``.
 
-    Attributes:
-        weights: (small, medium, large) loss weights, each > 0.
-        thresholds: (small/medium, medium/large) edges as side lengths, px in ``space``.
-        space: ``"original"`` or ``"input"``: the pixel space of ``thresholds``.
-        norm: rescale the foreground weights per batch so that their target-score-weighted sum equals the stock
-            one; background anchors and the normalisers stay stock.
-        terms: the loss terms that carry the weights, a subset of ``TERMS``; the others stay exactly stock.
-        assign: ``"stock"``, ``"fixed"`` or ``"nwd"``: the assigner (``assign``).
-        min_pos: top up every object with fewer positive anchors than this from free anchors in its region (0: off).
-        box_nwd: r, the share of ``1 - NWD`` in the box term: (1 - r)(1 - CIoU) + r(1 - NWD); 0 is stock.
-        nwd_c: NWD's constant C in network-input px; ``None`` for ``auto`` (resolved by the trainer).
-        input_thresholds: ``thresholds`` in network-input px, once resolved (``None`` before).
-        nwd_input_c: C in network-input px, once resolved (``nwd_c`` when given; ``None`` before).
+    ``thresholds`` are px in ``space``; ``input_thresholds`` and ``nwd_input_c`` are the values the trainer resolves
+    in network-input px (``None`` before; ``space=input`` and a numeric ``nwd_c`` resolve at once).
     """
 
-    weights: tuple[float, float, float] = (2.0, 1.5, 1.0)
-    thresholds: tuple[float, float] = (32.0, 96.0)
-    space: str = "original"
-    norm: bool = False
-    terms: tuple[str, ...] = TERMS
-    assign: str = "stock"
-    min_pos: int = 0
-    box_nwd: float = 0.0
-    nwd_c: float | None = None
-    input_thresholds: tuple[float, float] | None = None
-    nwd_input_c: float | None = None
+    weights: tuple[float, float, float] = setting(
+        [2.0, 1.5, 1.0], lambda k, v: tuple(_numbers(k, v, 3, "positive finite weights (small, medium, large)",
+                                                     "2,1.5,1")),
+        "loss weights of small, medium and large objects, each > 0")
+    thresholds: tuple[float, float] = setting(
+        [32.0, 96.0], lambda k, v: tuple(_thresholds(k, v)),
+        "small/medium and medium/large edges, as box side lengths in px")
+    space: str = setting(
+        "original", _choice(SPACES),
+        "'original': thresholds in original-image px (the COCO definition of mAP_small), converted once to "
+        "network-input px; 'input': network-input px as given")
+    norm: bool = setting(
+        False, lambda k, v: _bool(k, v),
+        "True: rescale the foreground weights per batch to the stock target-score-weighted sum (balance only); "
+        "background anchors and normalisers stay stock")
+    terms: tuple[str, ...] = setting(
+        list(TERMS), lambda k, v: _terms(k, v),
+        "loss terms that carry the weights (OBB's angle term follows box); the others stay exactly stock")
+    assign: str = setting(
+        "stock", _choice(ASSIGNERS),
+        "'fixed': zero-metric candidates in an object's region stay selectable (nearest centre first), a contested "
+        "anchor goes to a claimant; 'nwd': 'fixed' with NWD as the assigner's overlap (not for YOLO26 segment/pose)",
+        group="assignment")
+    min_pos: int = setting(
+        0, lambda k, v: _int_at_least_0(k, v),
+        "top up every object with fewer positives from free anchors of its region", group="assignment")
+    box_nwd: float = setting(
+        0.0, lambda k, v: _unit_float(k, v), "r in [0, 1]: box term (1 - r)(1 - CIoU) + r(1 - NWD)",
+        group="assignment")
+    nwd_c: float | None = setting(
+        "auto", lambda k, v: _nwd_c(k, v), "NWD's C in network-input px; auto: the training labels' mean box side",
+        group="assignment", dump=lambda c: "auto" if c is None else c)
+    input_thresholds: tuple[float, float] | None = setting(
+        None, _optional(lambda k, v: tuple(_thresholds(k, v))),
+        "the thresholds in network-input px, resolved by the trainer", resolved=True)
+    nwd_input_c: float | None = setting(
+        None, _optional(lambda k, v: _nwd_c(k, v, allow_auto=False)),
+        "NWD's C in network-input px, resolved by the trainer", resolved=True)
 
     @property
     def uses_nwd(self) -> bool:
@@ -189,33 +235,13 @@ class SizeSettings:
     def from_dict(cls, values: Mapping[str, Any]) -> SizeSettings:
         """Validate ``size_*`` values (missing keys take their defaults); raise ``ValueError`` naming the setting."""
         check_keys(values)
-        v = {**DEFAULTS, **{k: x for k, x in values.items() if x is not None or k in RESOLVED}}
-        space = str(v["size_space"]).strip().lower()
-        if space not in SPACES:
-            raise ValueError(f"size_space: expected one of {list(SPACES)}; got {v['size_space']!r}")
-        weights = _numbers(
-            "size_weights", v["size_weights"], 3, "positive finite weights (small, medium, large)", "2,1.5,1"
-        )
-        thresholds = _thresholds("size_thresholds", v["size_thresholds"])
-        resolved = v["size_input_thresholds"]
-        if resolved is not None:
-            resolved = tuple(_thresholds("size_input_thresholds", resolved))
-        elif space == "input":
-            resolved = tuple(thresholds)
-        norm, terms = _bool("size_norm", v["size_norm"]), _terms("size_terms", v["size_terms"])
-        assign = str(v["size_assign"]).strip().lower() if isinstance(v["size_assign"], str) else v["size_assign"]
-        if assign not in ASSIGNERS:
-            raise ValueError(f"size_assign: expected one of {list(ASSIGNERS)}; got {v['size_assign']!r}")
-        min_pos = _int_at_least_0("size_min_pos", v["size_min_pos"])
-        box_nwd = _unit_float("size_box_nwd", v["size_box_nwd"])
-        nwd_c = _nwd_c("size_nwd_c", v["size_nwd_c"])
-        nwd_input_c = v["size_nwd_input_c"]
-        if nwd_input_c is not None:
-            nwd_input_c = _nwd_c("size_nwd_input_c", nwd_input_c, allow_auto=False)
-        elif nwd_c is not None:
-            nwd_input_c = nwd_c
-        return cls(tuple(weights), tuple(thresholds), space, norm, terms, assign, min_pos, box_nwd, nwd_c,
-                   resolved, nwd_input_c)
+        given = {**DEFAULTS, **{k: x for k, x in values.items() if x is not None or k in RESOLVED}}
+        parsed = {f.name: _spec(f).parse(_key(f), given[_key(f)]) for f in dataclasses.fields(cls)}
+        if parsed["input_thresholds"] is None and parsed["space"] == "input":
+            parsed["input_thresholds"] = parsed["thresholds"]
+        if parsed["nwd_input_c"] is None:
+            parsed["nwd_input_c"] = parsed["nwd_c"]
+        return cls(**parsed)
 
     @classmethod
     def from_args(cls, args: Any) -> SizeSettings:
@@ -225,19 +251,7 @@ class SizeSettings:
 
     def as_args(self) -> dict[str, Any]:
         """Return the ``size_*`` keys as plain YAML-safe values (lists, not tuples)."""
-        return {
-            "size_weights": list(self.weights),
-            "size_thresholds": list(self.thresholds),
-            "size_space": self.space,
-            "size_norm": self.norm,
-            "size_terms": list(self.terms),
-            "size_assign": self.assign,
-            "size_min_pos": self.min_pos,
-            "size_box_nwd": self.box_nwd,
-            "size_nwd_c": "auto" if self.nwd_c is None else self.nwd_c,
-            "size_input_thresholds": list(self.input_thresholds) if self.input_thresholds else None,
-            "size_nwd_input_c": self.nwd_input_c,
-        }
+        return {_key(f): _spec(f).dump(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def describe(self) -> str:
         """One log line: the rule as it will be applied."""
@@ -255,6 +269,31 @@ class SizeSettings:
             c = "auto" if self.nwd_input_c is None else f"{self.nwd_input_c:.1f} px"
             line += f"; NWD C {c}" + (" (mean label side)" if self.nwd_c is None and self.nwd_input_c else "")
         return line
+
+
+def _key(f: dataclasses.Field) -> str:
+    return f"size_{f.name}"
+
+
+def _spec(f: dataclasses.Field) -> Setting:
+    return f.metadata["setting"]
+
+
+SETTINGS: dict[str, Setting] = {_key(f): _spec(f) for f in dataclasses.fields(SizeSettings)}
+DEFAULTS: dict[str, Any] = {k: spec.default for k, spec in SETTINGS.items()}
+KEYS = tuple(SETTINGS)
+RESOLVED = tuple(k for k, spec in SETTINGS.items() if spec.resolved)  # written by the trainer, not given by users
+
+
+def help_lines(group: str, width: int = 116) -> list[str]:
+    """``yolo-sa help``'s lines for the user keys of one ``group``: ``key=default`` and the wrapped help text."""
+    lines = []
+    for key, spec in SETTINGS.items():
+        if spec.group == group and not spec.resolved:
+            name = f"    {key}={spec.typed}".ljust(31)
+            wrapped = textwrap.wrap(spec.help, width - 31)
+            lines += [name + wrapped[0], *(" " * 31 + w for w in wrapped[1:])]
+    return lines
 
 
 def check_keys(values: Mapping[str, Any]) -> None:

@@ -17,6 +17,10 @@ def test_help_lists_our_keys_and_the_stock_help(capsys):
     out = capsys.readouterr().out
     assert all(k in out for k in ("size_weights", "size_thresholds", "size_space", "size_norm"))
     assert "yolo TASK MODE ARGS" in out
+    from size_adaptive.settings import SETTINGS
+
+    for key, spec in SETTINGS.items():  # each user key with its declared default and the start of its help
+        assert (f"{key}={spec.typed}" in out and spec.help[:40] in " ".join(out.split())) != spec.resolved, key
 
 
 def _refused(capsys, tmp_path, *args):
