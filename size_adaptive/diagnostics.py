@@ -36,6 +36,7 @@ ASSIGNMENT_COLUMNS = tuple(
     f"size/{what}_{b}" for what in ("unassigned", "pos_per_gt", "score", "iou") for b in BUCKET_NAMES
 )
 DIAGNOSTIC_COLUMNS = (*FG_COLUMNS, "size/mean_fg_weight", *ASSIGNMENT_COLUMNS)
+DIAGNOSTICS_FILE = "size_diagnostics.csv"  # a stock run's assignment diagnostics (``trainer.observe_assignment``)
 
 
 def new_counts(device=None) -> torch.Tensor:

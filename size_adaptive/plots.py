@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Callable
 
 from ultralytics.utils import plt_settings
 
+from .runs import number, read_rows
 from .weighting import BUCKET_NAMES
 
 PANELS = (  # (column template, title, y label); {b} is the bucket
@@ -24,15 +24,7 @@ MASK_LINES = {"metrics/mAP_{b}(B)": "metrics/mAP_{b}(M)"}  # drawn dashed in the
 
 
 def _read(csv_file: Path) -> dict[str, list[float]]:
-    with open(csv_file, encoding="utf-8") as f:
-        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
-
-    def number(v) -> float:
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return math.nan
-
+    rows = read_rows(csv_file)
     return {k: [number(r.get(k)) for r in rows] for k in (rows[0] if rows else {})}
 
 

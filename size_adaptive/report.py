@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import DIAGNOSTIC_COLUMNS
+from .runs import finite_mean
 from .weighting import BUCKET_NAMES
 
 CONFIDENCE = 0.95
@@ -51,11 +52,6 @@ def excludes_zero(d: Mapping[str, Any]) -> bool:
     """True where the difference has an interval and zero lies outside it."""
     ci = d.get("ci95")
     return ci is not None and (ci[0] > 0 or ci[1] < 0)
-
-
-def _finite_mean(xs) -> float:
-    xs = [x for x in xs if x is not None and math.isfinite(x)]
-    return statistics.fmean(xs) if xs else math.nan
 
 
 def summarise(
@@ -104,7 +100,7 @@ def summarise(
         for col in DIAGNOSTIC_COLUMNS:
             values = [r.get("diagnostics", {}).get(col) for r in per_seed.values()]
             if any(v is not None for v in values):
-                entry["diagnostics"][col] = _finite_mean(values)
+                entry["diagnostics"][col] = finite_mean(values)
         if arm != baseline:
             entry["diff_to_baseline"] = {}
             for k in metrics:

@@ -26,7 +26,7 @@ from ultralytics.utils.loss import E2ELoss
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .demo import DEMO_KEYWORDS, DEMO_TASKS, resolve_data
-from .diagnostics import DIAGNOSTIC_COLUMNS, describe, diagnostics, new_counts
+from .diagnostics import DIAGNOSTIC_COLUMNS, DIAGNOSTICS_FILE, describe, diagnostics, new_counts
 from .loss import (
     SIZE_ADAPTIVE_LOSSES,
     AfterAssign,
@@ -47,7 +47,6 @@ from .validator import (
 from .weighting import anchor_scores, size_buckets
 
 PREFIX = colorstr("size_adaptive:")
-DIAGNOSTICS_FILE = "size_diagnostics.csv"  # a stock run's assignment diagnostics (``observe_assignment``)
 
 
 class SizeAdaptiveTraining:

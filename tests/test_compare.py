@@ -17,14 +17,14 @@ import pytest
 import yaml
 from conftest import TINY_DEMO
 
+from size_adaptive.arms import load_arms
 from size_adaptive.compare import (
     check_args,
     compare,
-    load_arms,
     parse_last_epochs,
     parse_seeds,
-    read_run,
 )
+from size_adaptive.runs import read_run
 from size_adaptive.diagnostics import ASSIGNMENT_COLUMNS, FG_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -456,7 +456,7 @@ def test_a_name_given_twice_in_an_arms_file_is_refused_with_its_lines(tmp_path, 
 def _recorded_run(folder: Path, plan, arm_name: str, seed: int = 0, **trained_with) -> Path:
     """A finished run folder whose args.yaml is what the trainer records for the arm's run args plus
     ``trained_with`` (the arm as it was), with what the trainer resolves itself filled in as it would be."""
-    from size_adaptive.compare import resolved_settings
+    from size_adaptive.runs import resolved_settings
 
     arm = plan.arm(arm_name)
     args = resolved_settings({**plan.run_args(arm), "seed": seed, **trained_with}, arm.trainer)
@@ -472,7 +472,7 @@ def _recorded_run(folder: Path, plan, arm_name: str, seed: int = 0, **trained_wi
 
 
 def test_reuse_takes_a_run_recorded_with_exactly_the_arms_resolved_settings(tmp_path):
-    from size_adaptive.compare import _finished
+    from size_adaptive.runs import finished as _finished
 
     plan = check_args(model="yolo11n.yaml", arms={"stock": None, "box": {"size_terms": "box", "mosaic": 0.5}},
                       **TRAIN)
@@ -489,7 +489,7 @@ def test_reuse_takes_a_run_recorded_with_exactly_the_arms_resolved_settings(tmp_
 ])
 def test_reuse_refuses_a_run_trained_with_a_key_no_longer_in_its_arm_naming_the_key(tmp_path, arm, trained_with, key,
                                                                                    recorded, requested):
-    from size_adaptive.compare import _finished
+    from size_adaptive.runs import finished as _finished
 
     arms = {"stock": None, "box": {"size_terms": "box"}}
     plan = check_args(model="yolo11n.yaml", arms=arms, **TRAIN)
@@ -505,7 +505,7 @@ def test_reuse_refuses_a_run_trained_with_a_key_no_longer_in_its_arm_naming_the_
 
 def test_a_key_the_run_predates_counts_with_its_default(tmp_path):
     # A run trained before a key existed (here: size_terms, Ultralytics' cutmix) had that key's default behaviour.
-    from size_adaptive.compare import _finished
+    from size_adaptive.runs import finished as _finished
 
     plan = check_args(model="yolo11n.yaml", arms={"stock": None, "size": None}, **TRAIN)
     run = _recorded_run(tmp_path / "size-seed0", plan, "size")

@@ -134,7 +134,8 @@ def test_plain_yolo_trains_a_p2_yaml_by_its_path(tmp_path, tiny_demo_yaml):
 
 
 def test_compare_takes_a_p2_arm_with_the_stock_trainer(tmp_path, monkeypatch):
-    # The README's recipe: the P2 head with Ultralytics' own loss against the size-adaptive loss on the P3 model.
+    # The recipe in docs/assignment.md ("Pitting it against a loss setting"): the P2 head with Ultralytics' own
+    # loss against the size-adaptive loss on the P3 model.
     from size_adaptive.compare import check_args, compare
     from test_compare import TRAIN
 
