@@ -62,7 +62,8 @@ def walk(verbose: bool = True) -> dict[str, tuple[int, ...]]:
         return out
 
     loss.bce.forward = record_bce
-    (fg_mask, _, target_bboxes, anchor_points, stride_tensor), total, _ = loss.get_assigned_targets_and_loss(preds, batch)
+    assigned, total, _ = loss.get_assigned_targets_and_loss(preds, batch)
+    fg_mask, _, target_bboxes, anchor_points, stride_tensor = assigned
     total.sum().backward()
     shapes.update(
         {

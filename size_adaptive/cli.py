@@ -140,7 +140,8 @@ def _mode(args: list[str]) -> str | None:
 
 def _given(args: list[str]) -> dict:
     """The keys of a command line as Ultralytics parses them (``parse_key_value_pair``), on top of a ``cfg=`` yaml's
-    keys (the command line wins, as in Ultralytics' entrypoint); ``size_*`` values as typed. A malformed pair is skipped: Ultralytics' own parser
+    keys (the command line wins, as in Ultralytics' entrypoint); ``size_*`` values as typed. A malformed pair is
+    skipped: Ultralytics' own parser
     says what is wrong with it."""
     from ultralytics.cfg import merge_equals_args, parse_key_value_pair
 

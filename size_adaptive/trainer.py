@@ -21,7 +21,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.models.yolo.obb import OBBTrainer
 from ultralytics.models.yolo.pose import PoseTrainer
 from ultralytics.models.yolo.segment import SegmentationTrainer
-from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML, colorstr
+from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML
 from ultralytics.utils.loss import E2ELoss
 from ultralytics.utils.torch_utils import unwrap_model
 
@@ -38,6 +38,7 @@ from .loss import (
 )
 from .settings import KEYS, SizeSettings, split_size_keys
 from .validator import (
+    PREFIX,
     SizeAdaptiveOBBValidator,
     SizeAdaptivePoseValidator,
     SizeAdaptiveSegmentationValidator,
@@ -46,7 +47,6 @@ from .validator import (
 )
 from .weighting import anchor_scores, size_buckets
 
-PREFIX = colorstr("size_adaptive:")
 
 
 class SizeAdaptiveTraining:

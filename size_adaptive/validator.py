@@ -36,7 +36,7 @@ from .per_size import FIELDS, coco_detections, coco_ground_truth, coco_per_size
 from .weighting import BUCKET_NAMES
 
 PER_SIZE_FILE = "per_size_metrics.json"
-PREFIX = colorstr("size_adaptive:")
+PREFIX = colorstr("size_adaptive:")  # the log prefix of the trainers and validators
 KIND_NAMES = {"B": "", "M": "mask "}  # metric suffix -> the prefix of its log line and per_size_metrics.json keys
 
 

@@ -96,7 +96,8 @@ def test_bce_gets_scores_and_bbox_loss_gets_target_scores_fifth():
     calls = {c.func.attr: c for c in _calls(v8DetectionLoss.get_assigned_targets_and_loss)}
     assert ast.unparse(calls["bce"].args[0]) == "pred_scores"
     assert ast.unparse(calls["bbox_loss"].args[4]) == "target_scores"
-    assert _params(BboxLoss.forward)[1:6] == ["pred_dist", "pred_bboxes", "anchor_points", "target_bboxes", "target_scores"]
+    assert _params(BboxLoss.forward)[1:6] == [
+        "pred_dist", "pred_bboxes", "anchor_points", "target_bboxes", "target_scores"]
     assert "target_scores[fg_mask].sum(-1" in inspect.getsource(BboxLoss.forward)  # per-anchor box/DFL weight
 
 

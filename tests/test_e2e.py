@@ -192,12 +192,14 @@ def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, 
     rows = _rows(folder)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     factor = 128 / 640
-    assert f"20/60 px original -> {20 * factor:.1f}/{60 * factor:.1f} px input" in log and "(from the checkpoint)" in log
+    assert f"20/60 px original -> {20 * factor:.1f}/{60 * factor:.1f} px input" in log
+    assert "(from the checkpoint)" in log
     assert f"NWD C {first['size_nwd_input_c']:.1f} px" in log and "assigner nwd, at least 2 positives" in log
     assert all(abs(float(r["size/mean_fg_weight"]) - (3 * float(r["size/fg_small"]) + 2 * float(r["size/fg_medium"])
                                                          + float(r["size/fg_large"]))) < 1e-3 for r in rows)
     after = yaml.safe_load((folder / "args.yaml").read_text())
-    assert {k: after[k] for k in first if k.startswith("size_")} == {k: first[k] for k in first if k.startswith("size_")}
+    size_keys = [k for k in first if k.startswith("size_")]
+    assert {k: after[k] for k in size_keys} == {k: first[k] for k in size_keys}
 
 
 def test_ddp_worker_file_trains_with_our_loss(tmp_path, tiny_demo_yaml):
@@ -218,7 +220,8 @@ def test_ddp_worker_file_trains_with_our_loss(tmp_path, tiny_demo_yaml):
     assert "assigner fixed; box term 0.75(1 - CIoU) + 0.25(1 - NWD); NWD C 12.0 px" in log
     (row,) = _rows(tmp_path / "ddp")
     shares = [float(row[f"size/fg_{s}"]) for s in ("small", "medium", "large")]
-    assert min(shares) > 0 and abs(float(row["size/mean_fg_weight"]) - (3 * shares[0] + 2 * shares[1] + shares[2])) < 1e-3
+    expected = 3 * shares[0] + 2 * shares[1] + shares[2]
+    assert min(shares) > 0 and abs(float(row["size/mean_fg_weight"]) - expected) < 1e-3
 
 
 FAMILY_STOCK = STOCK_ONLY.split("weights, data, images")[0] + """

@@ -190,7 +190,8 @@ class _RecordOps(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", str(func))
         self.names.append(name)
-        if name == "__getitem__" and any(isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in _flat(args[1:])):
+        masks = [a for a in _flat(args[1:]) if isinstance(a, torch.Tensor) and a.dtype == torch.bool]
+        if name == "__getitem__" and masks:
             self.names.append("boolean-mask-indexing")
         return func(*args, **(kwargs or {}))
 
@@ -305,7 +306,8 @@ def test_original_space_thresholds_must_be_resolved_before_the_loss_is_built():
         SizeAdaptiveDetectionLoss(h.model(), settings=SizeSettings())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA; the CPU proof is test_weighting_adds_no_host_device_sync")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs CUDA; the CPU proof is test_weighting_adds_no_host_device_sync")
 @pytest.mark.parametrize("norm", [False, True])
 def test_weighting_runs_under_cuda_sync_debug_mode_error(norm):
     m = h.model().cuda()
@@ -342,7 +344,8 @@ def test_one_training_step_per_yolo_family(cfg):
     assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters() if p.requires_grad)
     assert not torch.equal(total.detach(), stock_total)
-    parts = [m.criterion] if isinstance(m.criterion, SizeAdaptiveDetectionLoss) else [m.criterion.one2many, m.criterion.one2one]
+    c = m.criterion
+    parts = [c] if isinstance(c, SizeAdaptiveDetectionLoss) else [c.one2many, c.one2one]
     assert all(p.size_counts[POSITIVES].sum() > 0 for p in parts)
     del m.criterion
 
@@ -408,7 +411,8 @@ def test_box_nwd_blends_the_box_term_by_hand():
     term_nwd = ((1 - nwd(captured["pd_bboxes"][fg], target_bboxes[fg], 8.0)) * weight).sum()
     expected = (1 - r) * items_s["box_loss"] + r * stock.hyp.box * term_nwd / target_scores.sum().clamp(min=1)
     torch.testing.assert_close(items_o["box_loss"], expected, rtol=1e-5, atol=0)
-    assert torch.equal(items_o["cls_loss"], items_s["cls_loss"]) and torch.equal(items_o["dfl_loss"], items_s["dfl_loss"])
+    assert torch.equal(items_o["cls_loss"], items_s["cls_loss"])
+    assert torch.equal(items_o["dfl_loss"], items_s["dfl_loss"])
 
 
 def test_box_nwd_keeps_the_size_weight_of_the_box_term():

@@ -32,8 +32,8 @@ def _image(field: str, values: list, n_pred: int, shape=(200, 200)) -> dict:
 
 
 def _xywhr(ltwh, angle: float = 0.0) -> list[float]:
-    l, t, w, h = ltwh
-    return [l + w / 2, t + h / 2, w, h, angle]
+    left, top, w, h = ltwh
+    return [left + w / 2, top + h / 2, w, h, angle]
 
 
 def _evaluate(field: str, iou_type: str, gts: list, predictions: list[dict]) -> dict[str, float]:

@@ -92,9 +92,10 @@ def test_demo_keyword_selects_the_generated_data(tmp_path, monkeypatch):
 @pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo26n.yaml"])
 def test_diagnostic_columns_from_known_counts_of_the_counted_branch(tmp_path, tiny_demo_yaml, cfg):
     # Counts: 5 small, 2 medium, 1 large object; 1 small without a positive; 6 small, 3 medium, 1 large positives;
-    # target-score sums 1.2, 1.5, 0.5; overlap sums 3, 1.2, 0.9. Shares 0.6 / 0.3 / 0.1, mean weight 0.6 * 2 + 0.3 * 1.5 + 0.1 * 1 = 1.75,
-    # unassigned 1/5, positives per object 6/5, 3/2, 1/1, mean scores 0.2, 0.5, 0.5, mean IoU 0.5, 0.4, 0.9. An end-to-end model reports its
-    # one-to-many branch: the one-to-one branch's counts (all tens here) must not leak in.
+    # target-score sums 1.2, 1.5, 0.5; overlap sums 3, 1.2, 0.9. Shares 0.6 / 0.3 / 0.1, mean weight
+    # 0.6 * 2 + 0.3 * 1.5 + 0.1 * 1 = 1.75, unassigned 1/5, positives per object 6/5, 3/2, 1/1, mean scores 0.2, 0.5,
+    # 0.5, mean IoU 0.5, 0.4, 0.9. An end-to-end model reports its one-to-many branch: the one-to-one branch's counts
+    # (all tens here) must not leak in.
     import csv
     import time
 

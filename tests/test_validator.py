@@ -267,7 +267,7 @@ def test_an_unvalidated_row_gets_the_per_size_columns_after_the_task_metrics_and
     assert with_per_size_columns(out, VALIDATORS["segment"].per_size_kinds) == out  # once is enough
 
 
-# --- what the per-size validators rely on upstream (Ultralytics 8.4.190, faster-coco-eval 1.8) -------------------------
+# --- what the per-size validators rely on upstream (Ultralytics 8.4.190, faster-coco-eval 1.8) ---------------------
 
 
 def test_upstream_prepares_each_image_once_then_adds_its_predictions_to_jdict():

@@ -58,7 +58,8 @@ def test_a_small_object_is_small_at_every_stride():
     # The assigner gives every anchor its box in px; a 20x20 px box is 400 px² whether the anchor sits on the
     # stride-8, 16 or 32 grid. The seed's extra stride factor would have made it 160, 320 or 640 px wide.
     target_bboxes = torch.tensor([_box(20, 20)]).expand(1, 3, 4)  # one anchor per stride
-    assert anchor_weights(target_bboxes, torch.ones(1, 3, dtype=torch.bool), THRESHOLDS, WEIGHTS).tolist() == [[2.0] * 3]
+    fg_mask = torch.ones(1, 3, dtype=torch.bool)
+    assert anchor_weights(target_bboxes, fg_mask, THRESHOLDS, WEIGHTS).tolist() == [[2.0] * 3]
 
 
 def test_rotated_box_area_is_width_times_height_whatever_the_angle():
