@@ -4,12 +4,14 @@
     python scripts/bench_loss.py --device cpu --reps 11 --loss-reps 60
     python scripts/bench_loss.py --size-norm --size-terms box   # a variant: one BboxLoss call more, the balance
     python scripts/bench_loss.py --size-assign nwd --size-min-pos 3 --size-box-nwd 0.2   # assignment settings
+    python scripts/bench_loss.py --batch 16,64 --settings each --json bench.json   # every preset at two batch sizes
 
 Stock ``v8DetectionLoss`` and ``SizeAdaptiveDetectionLoss`` get the same model, predictions and targets (about 60
 boxes per image, 80 % of them small, as in drone imagery). Calls alternate between the two (stock, ours, stock, ...)
 so drifts in clock speed or load hit both alike; the times are medians over the repetitions and the ratio is the
 median of the repetitions' ratios ours / stock. On CUDA the time is
-wall-clock time between synchronisations. On CPU torch runs one thread (``--threads``) and the time is the CPU time
+the GPU time between two CUDA events recorded around the call (``--clock events``; ``--clock wall``: wall-clock time
+between synchronisations). On CPU torch runs one thread (``--threads``) and the time is the CPU time
 of this process (``time.process_time``), which time slices given to other processes on a shared machine do not
 inflate; with one thread each op costs its own work rather than thread wake-ups, which weigh on the many small ops of
 the assignment settings far more than on upstream's large dense ones (``--threads 2 --clock wall`` measures what a
@@ -22,6 +24,11 @@ Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` around one step of each
 of a fresh process that runs one step of each (the ratios are of the whole process, interpreter included).
 Prints the ratios ours / stock; targets are at most 1.02 for the loss with the weighting alone (1.05 with an
 assignment or NWD setting) and 1.01 for the step.
+
+``--settings`` measures named presets (``SETTINGS``; ``each``: all of them) instead of the ``--size-*`` options, and
+``--bs``/``--batch`` takes a comma list: every (batch, setting) pair is measured in turn, each with its own table, then
+a summary table; ``--json`` writes every pair's figures (times in s, memory in bytes) for scripts
+(``scripts/gpu_check.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,17 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 import torch  # noqa: E402
 
 NC = 10
+# Named settings for --settings: bench variant keys (norm, terms, assign, min_pos, box_nwd) over the defaults.
+SETTINGS = {
+    "default": {},
+    "size_norm": {"norm": True},
+    "terms_box": {"terms": "box"},
+    "assign_fixed": {"assign": "fixed"},
+    "assign_nwd": {"assign": "nwd"},
+    "min_pos3": {"min_pos": 3},
+    "box_nwd": {"box_nwd": 0.2},
+}
+VARIANT_DEFAULTS = {"norm": False, "terms": "cls,box,dfl", "assign": "stock", "min_pos": 0, "box_nwd": 0.0}
 
 
 def setup(bs: int, imgsz: int, device: str, seed: int = 0, norm: bool = False, terms: str = "cls,box,dfl",
@@ -82,10 +100,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time, "events": "events"}  # events: CUDA events
 
 
 def _timed(fn, device: str, clock=time.perf_counter) -> float:
+    """Seconds that ``fn()`` takes: GPU time between two CUDA events (``clock="events"``), else ``clock()`` time."""
+    if clock == "events":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3  # ms -> s
     _sync(device)
     t = clock()
     fn()
@@ -162,9 +189,59 @@ def child(name: str, bs: int, imgsz: int, device: str, **variant) -> None:
     print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
 
 
+def _batch_sizes(text: str) -> list[int]:
+    """``"16"`` or ``"16,64"`` -> batch sizes >= 1."""
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected batch sizes >= 1, e.g. 16 or 16,64; got {text!r}")
+    return sizes
+
+
+def _setting_names(text: str) -> list[str]:
+    """``"each"`` or a comma list of ``SETTINGS`` names."""
+    names = list(SETTINGS) if text == "each" else [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected 'each' or a comma list of {list(SETTINGS)}; got {text!r}")
+    return names
+
+
+def measure(bs: int, imgsz: int, device: str, reps: int, loss_reps: int, clock: str, variant: dict) -> dict:
+    """One (batch, setting) pair: times, ratios and peak memory, printed as a table and returned."""
+    cuda = device.startswith("cuda")
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"bs {bs}, imgsz {imgsz}, {NC} classes on {name}; torch {torch.__version__}; medians of {loss_reps} loss "
+          f"calls and {reps} training steps, interleaved, {clock} time; ours with size_norm={variant['norm']} "
+          f"size_terms={variant['terms']} size_assign={variant['assign']} size_min_pos={variant['min_pos']} "
+          f"size_box_nwd={variant['box_nwd']}", flush=True)
+    t = bench(bs, imgsz, device, reps, loss_reps, clock, **variant)
+    mem = peak_memory(bs, imgsz, device, **variant) if reps else {"stock": float("nan"), "ours": float("nan")}
+    unit = "allocated on the GPU" if cuda else "peak RSS of a fresh process"
+    print()
+    print(f"{'':14s}{'stock':>12s}{'ours':>12s}{'ratio':>8s}  target")
+    patched = variant["assign"] != "stock" or variant["min_pos"] or variant["box_nwd"]
+    targets = {"loss": 1.05 if patched else 1.02, "step": 1.01}
+    for kind, target in targets.items():
+        s, o = t[kind]["stock"], t[kind]["ours"]
+        print(f"{kind + ' (ms)':14s}{s * 1e3:12.2f}{o * 1e3:12.2f}{t[kind]['ratio']:8.3f}  <= {target}")
+    derived = float("nan")
+    if reps and loss_reps:  # the step differs from stock only in the loss: its extra time over the step's
+        derived = 1 + (t["loss"]["ours"] - t["loss"]["stock"]) / t["step"]["stock"]
+        print(f"{'step, derived':14s}{'':24s}{derived:8.3f}  (1 + extra loss time / stock step)")
+    print(f"{'peak (MiB)':14s}{mem['stock'] / 2**20:12.1f}{mem['ours'] / 2**20:12.1f}"
+          f"{mem['ours'] / mem['stock']:8.3f}  ({unit})", flush=True)
+    return {"bs": bs, "imgsz": imgsz, "device": name, "clock": clock, "variant": dict(variant), "loss": t["loss"],
+            "step": t["step"], "step_derived_ratio": derived, "targets": targets,
+            "memory": {**mem, "ratio": mem["ours"] / mem["stock"], "unit": unit}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bs", type=int, default=16)
+    p.add_argument("--bs", "--batch", type=_batch_sizes, default=[16],
+                   help="batch size, or a comma list measured in turn (default 16)")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--reps", type=int, default=None,
@@ -174,47 +251,53 @@ def main() -> None:
                    help="torch CPU threads (default 1 on CPU: each op then costs its own work, not thread wake-ups; "
                         "torch's default on CUDA)")
     p.add_argument("--clock", choices=tuple(CLOCKS), default=None,
-                   help="wall: wall-clock time; cpu: CPU time of this process (default: wall on CUDA, cpu on CPU)")
+                   help="events: GPU time between CUDA events; wall: wall-clock time; cpu: CPU time of this process "
+                        "(default: events on CUDA, cpu on CPU)")
     p.add_argument("--size-norm", action="store_true", help="measure size_norm=True")
     p.add_argument("--size-terms", default="cls,box,dfl", help="size_terms of the measured loss (default cls,box,dfl)")
-    p.add_argument("--size-assign", default="stock", choices=("stock", "fixed", "nwd"), help="size_assign (default stock)")
+    p.add_argument("--size-assign", default="stock", choices=("stock", "fixed", "nwd"),
+                   help="size_assign (default stock)")
     p.add_argument("--size-min-pos", type=int, default=0, help="size_min_pos (default 0)")
     p.add_argument("--size-box-nwd", type=float, default=0.0, help="size_box_nwd (default 0; NWD's C is 12 px)")
+    p.add_argument("--settings", type=_setting_names, default=None,
+                   help=f"measure these named settings instead of the --size-* options: 'each' or a comma list of "
+                        f"{', '.join(SETTINGS)}")
+    p.add_argument("--json", default=None, help="also write every measurement's figures to this JSON file")
     p.add_argument("--child", choices=("stock", "ours"), help=argparse.SUPPRESS)
     a = p.parse_args()
     variant = {"norm": a.size_norm, "terms": a.size_terms, "assign": a.size_assign, "min_pos": a.size_min_pos,
                "box_nwd": a.size_box_nwd}
     if a.child:
-        return child(a.child, a.bs, a.imgsz, a.device, **variant)
+        return child(a.child, a.bs[0], a.imgsz, a.device, **variant)
     cuda = a.device.startswith("cuda")
-    clock = a.clock or ("wall" if cuda else "cpu")
+    clock = a.clock or ("events" if cuda else "cpu")
     threads = a.threads if a.threads is not None else (None if cuda else 1)
     if threads is not None:
         if threads < 1:
             p.error(f"--threads: expected an integer >= 1; got {threads}")
         torch.set_num_threads(threads)
     if cuda and clock == "cpu":
-        p.error("--clock: expected wall on CUDA (CPU time does not see the GPU's work); got cpu")
+        p.error("--clock: expected events or wall on CUDA (CPU time does not see the GPU's work); got cpu")
+    if not cuda and clock == "events":
+        p.error(f"--clock: expected cpu or wall on {a.device} (CUDA events need a CUDA device); got events")
     reps = a.reps if a.reps is not None else (50 if cuda else 11)
     loss_reps = a.loss_reps if a.loss_reps is not None else (200 if cuda else 60)
-    name = torch.cuda.get_device_name(a.device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"bs {a.bs}, imgsz {a.imgsz}, {NC} classes on {name}; torch {torch.__version__}; medians of {loss_reps} loss "
-          f"calls and {reps} training steps, interleaved, {clock} time; ours with size_norm={a.size_norm} size_terms={a.size_terms} "
-          f"size_assign={a.size_assign} size_min_pos={a.size_min_pos} size_box_nwd={a.size_box_nwd}", flush=True)
-    t = bench(a.bs, a.imgsz, a.device, reps, loss_reps, clock, **variant)
-    mem = peak_memory(a.bs, a.imgsz, a.device, **variant) if reps else {"stock": float("nan"), "ours": float("nan")}
-    unit = "allocated on the GPU" if cuda else "peak RSS of a fresh process"
-    print()
-    print(f"{'':14s}{'stock':>12s}{'ours':>12s}{'ratio':>8s}  target")
-    patched = a.size_assign != "stock" or a.size_min_pos or a.size_box_nwd
-    for kind, target in (("loss", 1.05 if patched else 1.02), ("step", 1.01)):
-        s, o = t[kind]["stock"], t[kind]["ours"]
-        print(f"{kind + ' (ms)':14s}{s * 1e3:12.2f}{o * 1e3:12.2f}{t[kind]['ratio']:8.3f}  <= {target}")
-    if reps and loss_reps:  # the step differs from stock only in the loss: its extra time over the step's
-        extra = t["loss"]["ours"] - t["loss"]["stock"]
-        print(f"{'step, derived':14s}{'':24s}{1 + extra / t['step']['stock']:8.3f}  (1 + extra loss time / stock step)")
-    print(f"{'peak (MiB)':14s}{mem['stock'] / 2**20:12.1f}{mem['ours'] / 2**20:12.1f}"
-          f"{mem['ours'] / mem['stock']:8.3f}  ({unit})")
+    named = {n: {**VARIANT_DEFAULTS, **SETTINGS[n]} for n in a.settings} if a.settings else {"given": variant}
+    results = []
+    for bs in a.bs:
+        for setting, v in named.items():
+            if len(a.bs) * len(named) > 1:
+                print(f"\n== bs {bs}, setting {setting} ==", flush=True)
+            results.append({"setting": setting, **measure(bs, a.imgsz, a.device, reps, loss_reps, clock, v)})
+    if len(results) > 1:
+        print(f"\n{'bs':>4s}  {'setting':14s}{'loss':>8s}{'step':>8s}{'derived':>9s}{'peak':>8s}  "
+              "(ratios ours / stock)")
+        for r in results:
+            print(f"{r['bs']:4d}  {r['setting']:14s}{r['loss']['ratio']:8.3f}{r['step']['ratio']:8.3f}"
+                  f"{r['step_derived_ratio']:9.3f}{r['memory']['ratio']:8.3f}")
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

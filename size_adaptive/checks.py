@@ -154,17 +154,17 @@ def check_data_file(data: Any, folder_ok: bool = True) -> None:
     """
     from ultralytics.utils.checks import check_yaml
 
-    from .demo import DEMO_TASKS
+    from .demo import demo_keywords
 
     if data is None or not isinstance(data, (str, Path)) or "://" in str(data):
         return
     text = str(data).strip()
-    if text.lower() in DEMO_TASKS:
+    if text.lower() in demo_keywords():
         return
     path = Path(text)
     expected = (f"an existing dataset yaml, one that Ultralytics ships (coco8.yaml, VisDrone.yaml) or a demo keyword "
-                f"({', '.join(DEMO_TASKS)})")
-    close = difflib.get_close_matches(text.lower(), list(DEMO_TASKS), n=1, cutoff=0.75)
+                f"({', '.join(demo_keywords())})")
+    close = difflib.get_close_matches(text.lower(), list(demo_keywords()), n=1, cutoff=0.75)
     hint = f". Did you mean data={close[0]}?" if close else ""
     if path.is_dir():
         if folder_ok:
@@ -190,9 +190,9 @@ def check_data_images(data: Any) -> None:
     from ultralytics.utils import YAML
     from ultralytics.utils.checks import check_yaml
 
-    from .demo import DEMO_TASKS
+    from .demo import demo_keywords
 
-    if not isinstance(data, (str, Path)) or str(data).strip().lower() in DEMO_TASKS:
+    if not isinstance(data, (str, Path)) or str(data).strip().lower() in demo_keywords():
         return
     if Path(data).suffix not in (".yaml", ".yml") or not (file := check_yaml(str(data), hard=False)):
         return

@@ -53,6 +53,16 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
   Reuses finished runs; writes comparison.md/.png/.json to project/name, placed as yolo train places a run
   (default runs/detect/compare; a relative project goes under Ultralytics' runs_dir/<task>).
 
+  Large images (see docs/large_images.md; data=demo-large: built-in whole images of 1,600-2,048 px):
+    yolo-sa advise data=aerial.yaml imgsz=640 [model=...]     object sizes at native res. and after the resize; a lever
+    yolo-sa tile data=aerial.yaml tile=640 overlap=0.2 min_visible=0.6 background=0.1 out=aerial_tiles [task=obb]
+                               a tiled copy (detect, segment, OBB) whose data.yaml names the whole val set (val_whole)
+    yolo-sa val model=best.pt data=aerial_tiles/data.yaml slice=640 overlap=0.2 slice_whole=True batch=16
+                               slices of the whole images, merged; per-size mAP in original px (slice=0: as yolo)
+    yolo-sa predict model=best.pt source=DIR slice=640 save_txt=True
+                               slice by slice; images and YOLO labels in the original images' px
+    In compare, an arm may set its own data (the tiles) and slice: every arm is then also judged on the whole images.
+
   The stock 'yolo' help follows.
 """.format(weighting="\n".join(help_lines("weighting")),
            assignment="\n".join(help_lines("assignment")))

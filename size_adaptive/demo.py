@@ -31,6 +31,10 @@ is the unrotated shape's pixel extent, rotated about its centre; the rotated pol
 (``$YOLO_SA_CACHE_DIR``, else ``$XDG_CACHE_HOME/yolo-size-adaptive``, else ``~/.cache/yolo-size-adaptive``), one
 sub-folder per keyword, size and seed (``demo-v2-64-32-seed0``, ``demo-seg-v2-64-32-seed0``, ...), and reuses it
 afterwards. ``$YOLO_SA_DEMO_SIZE`` (``"TRAIN,VAL"`` image counts, default ``"64,32"``) sets its size for every task.
+
+Large whole images (``size_adaptive.demo_large``): ``demo-large`` (detect), ``demo-large-seg`` and ``demo-large-obb``,
+about 1,600-2,048 px with objects of 4-40 px, for ``yolo-sa tile`` and sliced validation; ``LARGE_TASKS`` maps them
+to their tasks, ``$YOLO_SA_DEMO_LARGE_SIZE`` sets their image counts.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ VERSION = 2  # bump when the generator's output changes, so caches are not reuse
 DEFAULT_SIZE = (64, 32)
 DEMO_TASKS = {"demo": "detect", "demo-seg": "segment", "demo-obb": "obb", "demo-pose": "pose"}  # keyword -> task
 DEMO_KEYWORDS = {t: k for k, t in DEMO_TASKS.items()}  # task -> keyword
+LARGE_TASKS = {"demo-large": "detect", "demo-large-seg": "segment", "demo-large-obb": "obb"}  # size_adaptive.demo_large
 KEYPOINTS = ("top", "right", "bottom", "left")  # pose keypoints: the polygon's extreme points in these directions
 FLIP_IDX = (0, 3, 2, 1)  # keypoint order after a horizontal flip: right and left swap
 _SCALE = np.array([WIDTH, HEIGHT])  # continuous px -> norm
@@ -81,11 +86,27 @@ def demo_size() -> tuple[int, int]:
 
 
 def resolve_data(data):
-    """Return the demo data set's yaml path for a ``DEMO_TASKS`` keyword (``"demo"``, ...), else ``data`` unchanged."""
+    """Return the demo data set's yaml path for a ``DEMO_TASKS`` or ``LARGE_TASKS`` keyword (``"demo"``,
+    ``"demo-large"``, ...), else ``data`` unchanged."""
     key = data.strip().lower() if isinstance(data, str) else None
     if key in DEMO_TASKS:
         return str(demo_data(*demo_size(), task=DEMO_TASKS[key]))
+    if key in LARGE_TASKS:
+        from .demo_large import demo_large_data, demo_large_size
+
+        return str(demo_large_data(*demo_large_size(), task=LARGE_TASKS[key]))
     return data
+
+
+def demo_keywords() -> tuple[str, ...]:
+    """Every demo keyword that ``data=`` accepts: the 640x480 ones, then the large whole-image ones."""
+    return (*DEMO_TASKS, *LARGE_TASKS)
+
+
+def demo_task(data) -> str | None:
+    """The task of a demo keyword's labels (``"demo-large-obb"``: ``"obb"``), ``None`` for anything else."""
+    key = data.strip().lower() if isinstance(data, str) else None
+    return DEMO_TASKS.get(key) or LARGE_TASKS.get(key)
 
 
 def demo_data(
@@ -219,34 +240,37 @@ def keypoints(polygon: np.ndarray) -> np.ndarray:
     return np.array([top, right, bottom, left], float) + 0.5
 
 
-def label_row(obj: DemoObject, task: str) -> str:
-    """The YOLO label line of ``obj`` for ``task`` (format in the module docstring), coordinates in norm."""
+def label_row(obj: DemoObject, task: str, scale=_SCALE) -> str:
+    """The YOLO label line of ``obj`` for ``task`` (format in the module docstring), coordinates in norm: px divided
+    by ``scale`` (the image's width and height, px)."""
+    scale = np.asarray(scale)
     if task == "segment":
-        values = (obj.polygon + 0.5) / _SCALE
+        values = (obj.polygon + 0.5) / scale
     elif task == "obb":
-        values = obj.corners / _SCALE
+        values = obj.corners / scale
     else:
-        values = box(obj.polygon) / np.tile(_SCALE, 2)
+        values = box(obj.polygon) / np.tile(scale, 2)
     row = f"{obj.cls} " + " ".join(f"{v:.6f}" for v in np.ravel(values))
     if task == "pose":  # each keypoint visible (v = 2)
-        row += "".join(f" {x:.6f} {y:.6f} 2" for x, y in keypoints(obj.polygon) / _SCALE)
+        row += "".join(f" {x:.6f} {y:.6f} 2" for x, y in keypoints(obj.polygon) / scale)
     return row
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+def _background(rng: np.random.Generator, width: int = WIDTH, height: int = HEIGHT, clutter=(10, 30)) -> np.ndarray:
+    """A textured, cluttered ``height`` x ``width`` BGR uint8 background with ``clutter`` (low, high) blobs/streaks."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     base = rng.uniform(40, 160, 3).astype(np.float32)
     slope = rng.uniform(-0.08, 0.08, (2, 3)).astype(np.float32)
     image = base + xx[..., None] * slope[0] + yy[..., None] * slope[1]
-    image += rng.normal(0, 12, (HEIGHT, WIDTH, 3)).astype(np.float32)  # texture
+    image += rng.normal(0, 12, (height, width, 3)).astype(np.float32)  # texture
     image = np.clip(image, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(10, 30))):  # clutter: streaks and irregular blobs, not labelled
+    for _ in range(int(rng.integers(*clutter))):  # clutter: streaks and irregular blobs, not labelled
         color = tuple(int(c) for c in rng.integers(0, 256, 3))
         if rng.random() < 0.5:
-            p, q = rng.integers(0, (WIDTH, HEIGHT), (2, 2))
+            p, q = rng.integers(0, (width, height), (2, 2))
             cv2.line(image, tuple(int(v) for v in p), tuple(int(v) for v in q), color, int(rng.integers(1, 4)))
         else:
-            center = tuple(int(v) for v in rng.integers(0, (WIDTH, HEIGHT)))
+            center = tuple(int(v) for v in rng.integers(0, (width, height)))
             axes = tuple(int(v) for v in rng.integers(2, 14, 2))
             cv2.ellipse(image, center, axes, float(rng.uniform(0, 180)), 0, 360, color, -1)
     return image

@@ -25,7 +25,7 @@ from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK, YAML
 from ultralytics.utils.loss import E2ELoss
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .demo import DEMO_KEYWORDS, DEMO_TASKS, resolve_data
+from .demo import DEMO_KEYWORDS, demo_task, resolve_data
 from .diagnostics import DIAGNOSTIC_COLUMNS, DIAGNOSTICS_FILE, describe, diagnostics, new_counts
 from .loss import (
     SIZE_ADAPTIVE_LOSSES,
@@ -259,10 +259,10 @@ def _is_new_run_folder(cfg: dict, overrides: dict) -> bool:
 def check_demo_task(data, task: str) -> None:
     """Refuse a demo keyword whose labels are for another task (``data=demo`` for a segment model, say): a
     ``ValueError`` naming ``data``, the keyword for ``task`` and the one given."""
-    keyword = data.strip().lower() if isinstance(data, str) else None
-    if keyword in DEMO_TASKS and DEMO_TASKS[keyword] != task:
+    given = demo_task(data)
+    if given is not None and given != task:
         raise ValueError(f"data: expected the demo data of a {task} model, data={DEMO_KEYWORDS[task]}; got data={data} "
-                         f"({DEMO_TASKS[keyword]} labels)")
+                         f"({given} labels)")
 
 
 def resolve_thresholds(settings: SizeSettings, labels: list[dict], imgsz: int) -> tuple[SizeSettings, str]:
