@@ -49,6 +49,7 @@ from .settings import SizeSettings, split_size_keys
 
 ARMS = ("stock", "size", "uniform", "size_norm")  # the built-in arms
 DEFAULT_ARMS = ("stock", "size", "uniform")
+ARM_KEYS = ("trainer", "slice", "slice_whole")  # an arm's keys that are not training keys
 TRAINERS = ("stock", "size")  # an arm's ``trainer``: Ultralytics' own, or the size-adaptive one
 PER_RUN_KEYS = ("seed", "project", "name", "exist_ok", "resume")  # set by compare for each run
 SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -72,6 +73,9 @@ class Arm:
         args: its own Ultralytics training keys, on top of the shared ones.
         size: the resolved ``size_*`` settings of a size arm (shared keys, then its own); ``None`` for a stock arm.
         uniform: the built-in ``uniform`` arm: the ``size`` arm with one constant weight per seed, from its run.
+        slice: the slice size (px) of the arm's evaluation on the whole images at the end (``compare``); 0: the whole
+            image in one pass at the arm's ``imgsz``.
+        slice_whole: with ``slice``, also merge one whole-image pass (as ``yolo-sa val slice_whole=True``).
     """
 
     name: str
@@ -80,6 +84,8 @@ class Arm:
     args: dict = field(default_factory=dict)
     size: dict | None = None
     uniform: bool = False
+    slice: int = 0
+    slice_whole: bool = True
 
     @property
     def builtin(self) -> bool:
@@ -200,21 +206,26 @@ def _check_arm(name: Any, keys: Any, shared_size: Mapping[str, Any]) -> Arm:
     def refuse(key: str, expected: str, got: Any = None) -> ValueError:
         return ValueError(f"arms: arm '{name}', key '{key}': expected {expected}; got {got or f'{key}={keys[key]!r}'}")
 
-    allowed = {*DEFAULT_CFG_DICT, *SIZE_KEYS, "trainer"}
+    allowed = {*DEFAULT_CFG_DICT, *SIZE_KEYS, *ARM_KEYS}
     for key in keys:
         if not isinstance(key, str) or key not in allowed:
             hint = similar_keys(str(key), sorted(allowed))
-            raise refuse(str(key), "an Ultralytics training key, a size_* key or 'trainer'", f"'{key}'.{hint}")
+            raise refuse(str(key), f"an Ultralytics training key, a size_* key, or one of {list(ARM_KEYS)}",
+                         f"'{key}'.{hint}")
         if key in PER_RUN_KEYS:
             raise refuse(key, f"no '{key}' in an arm: compare sets it for each run")
-        if key == "data":
-            raise refuse(key, "the data shared by every arm (give data= on the command line)")
         if key == "val" and keys[key] is not True:
             raise refuse(key, "True or no 'val' (every arm validates every epoch, for its metrics)")
     trainer = keys.get("trainer", "size")
     if trainer not in TRAINERS:
         raise refuse("trainer", f"one of {list(TRAINERS)} (Ultralytics' own trainer, or the size-adaptive one)")
-    size, args = split_size_keys({k: v for k, v in keys.items() if k != "trainer"})
+    size, args = split_size_keys({k: v for k, v in keys.items() if k not in ARM_KEYS})
+    slice_px = keys.get("slice", 0)
+    if isinstance(slice_px, bool) or not isinstance(slice_px, int) or slice_px < 0:
+        raise refuse("slice", "a whole number of px >= 0 (0: the whole image in one pass)")
+    slice_whole = keys.get("slice_whole", True)
+    if not isinstance(slice_whole, bool):
+        raise refuse("slice_whole", "True or False (merge one whole-image pass with the slices)")
     if trainer == "stock" and size:
         key = next(iter(size))
         raise refuse(key, "no size_* keys on an arm with 'trainer: stock' (Ultralytics' own loss has no size weights)")
@@ -227,12 +238,12 @@ def _check_arm(name: Any, keys: Any, shared_size: Mapping[str, Any]) -> Arm:
             msg = str(e).removeprefix(f"{key}: ")
             raise ValueError(f"arms: arm '{name}', key '{key}': {msg}") from None
     if trainer == "stock":
-        return Arm(name, "stock", keys, args)
+        return Arm(name, "stock", keys, args, slice=slice_px, slice_whole=slice_whole)
     try:
         resolved = SizeSettings.from_dict({**shared_size, **size}).as_args()
     except ValueError as e:
         raise ValueError(f"arms: arm '{name}': its size keys with the shared ones: {e}") from None
-    return Arm(name, "size", keys, args, resolved)
+    return Arm(name, "size", keys, args, resolved, slice=slice_px, slice_whole=slice_whole)
 
 
 def _builtin(name: str, shared_size: Mapping[str, Any]) -> Arm:

@@ -1,42 +1,51 @@
 """``size_assign`` and ``size_min_pos``: Ultralytics' task-aligned assigners, patched where small objects lose.
 
 Follows ultralytics 8.4.190 ``TaskAlignedAssigner._forward``: candidates in each object's (enlarged) region
-(``select_candidates_in_gts``), the alignment metric s^alpha · overlap^beta (``get_box_metrics``), the top-k candidates
-per object (``get_pos_mask``), one object per anchor (``select_highest_overlaps``), then the targets and the target
-scores, normalised per object by its best overlap. ``SizeAssigner`` overrides four of those units:
+(``select_candidates_in_gts``), the alignment metric s^alpha · overlap^beta (``get_box_metrics``, which lists the
+candidate pairs and hands them to ``pair_overlaps``), the top-k candidates per object (``select_topk_candidates``), one
+object per anchor (``select_highest_overlaps``), then the targets and the target scores, normalised per object by its
+best overlap. Each lever of ``SizeAssigner`` wraps one of those units:
 
-- ``fixed`` (``get_pos_mask``): upstream ranks every anchor by the metric, and CIoU is clamped at 0, so an object whose
-  candidates' predictions do not overlap it has an all-zero metric; top-k then picks arbitrary anchors among the ties
-  and the region mask removes them: the object gets no positive. Here candidates are ranked by the metric and, where
-  it is zero, by the distance of the anchor to the object's centre, so an object with any anchor centre in its region
-  gets positives. Where the metric is positive the order is upstream's.
+- ``fixed`` (``select_topk_candidates``): upstream ranks every anchor by the metric, and CIoU is clamped at 0, so an
+  object whose candidates' predictions do not overlap it has an all-zero metric; top-k then picks arbitrary anchors
+  among the ties and the region mask removes them: the object gets no positive. Here upstream's top-k runs over rank
+  keys (``candidate_ranks``): the metric where it is positive (upstream's order), then the candidates with a zero
+  metric, nearest centre first, then the anchors outside the region.
 - ``fixed`` (``select_highest_overlaps``): upstream gives an anchor claimed by several objects to the argmax of the
   overlaps over *all* objects, which can be one that never claimed it when the claimants' overlaps are zero. Here it
-  goes to the claimant with the highest overlap (on a tie, the nearest centre: the best ranked).
+  goes to the claimant with the highest overlap (on a tie, the nearest centre: the best ranked), and YOLO26's top-k2
+  keeps each object's best-ranked positives. Both rules are upstream's unit, so this lever replaces it on the pairs
+  (``_select_claimants``) rather than calling it: its dense contest step would then have nothing to do, at a cost.
 - ``nwd`` (``iou_calculation``): ``fixed``, with NWD (C in network-input px) instead of CIoU (ProbIoU for OBB) as the
   overlap, in the metric and in the target-score normalisation; NWD is never zero.
-- ``size_min_pos=k`` (end of ``select_highest_overlaps``): an object with fewer than k positives gets free anchors
-  (positive for no object) from its region, best ranked first, up to k; the one-to-one branch (``topk2`` 1) is capped
-  at 1. An object without a free anchor in its region stays short.
+- ``size_min_pos=k`` (``select_highest_overlaps``, after the above): an object with fewer than k positives gets free
+  anchors (positive for no object) from its region, best ranked first, up to k; the one-to-one branch (``topk2`` 1) is
+  capped at 1. An object without a free anchor in its region stays short.
 
 A positive whose object's overlap is zero everywhere gets target score 0 from upstream's normalisation (``fixed``
-does not change the scores): it is foreground for the mask and keypoint terms, but its classification target is 0
-and its box and DFL terms weigh 0. NWD gives such objects a score.
+does not change the scores): foreground for the mask and keypoint terms, 0 for cls, box and DFL. NWD gives it a score.
 
-Cost: upstream's ``get_box_metrics`` already lists the candidate pairs (``nonzero``, its own host sync) and passes
-them to ``pair_overlaps``; the override keeps them, so the distances, the ranks of the zero-metric candidates, the
-contests and the top-up are computed on those N pairs (a few per object) rather than on every (object, anchor) pair.
-What stays dense is one fill of the rank tensor (``fixed``, ``nwd``), its top-k (in place of upstream's top-k of the
-metric) and the column max of ``mask_pos`` that upstream takes too. Everything runs on the device without a host sync
-of ours and keeps upstream's shapes. YOLO26 segment and pose
-(``SegTaskAlignedAssigner``, ``PoseTaskAlignedAssigner``) mix mask IoU or keypoint OKS into the overlap: ``fixed`` and
-``size_min_pos`` work there, ``nwd`` is refused by name (``check_assigner``).
+The call's record (``Candidates``): the levers need the candidate pairs, which upstream lists inside
+``get_box_metrics`` and passes to ``pair_overlaps`` only; ``select_topk_candidates(metrics, topk_mask)`` and
+``select_highest_overlaps(mask_pos, overlaps, n_max_boxes, align_metric)`` have no argument to carry them. So the one
+override that spans the call, ``_forward``, creates a fresh record, ``pair_overlaps`` fills it, the levers read it
+(each derives its ranks from the metric it is given), and ``_forward`` deletes it when the call returns or raises.
+Outside a call there is none to read (``RuntimeError``).
 
-Shapes (Ultralytics names): ``align_metric``, ``overlaps``, ``mask_pos``, ``mask_in_gts`` (bs, n_max_boxes,
-num_anchors); ``anc_points`` (num_anchors, 2) px; ``gt_bboxes`` (bs, n_max_boxes, 4) xyxy px (OBB: 5, xywhr).
+Cost: the distances, ranks, contests and top-up are computed on the N candidate pairs (a few per object) that upstream
+lists anyway (``nonzero``, its own host sync), not on every (object, anchor) pair; what stays dense is one fill of the
+rank keys, upstream's top-k of them and the column max of ``mask_pos``. No host sync of ours; upstream's shapes.
+YOLO26 segment and pose (``SegTaskAlignedAssigner``, ``PoseTaskAlignedAssigner``) mix mask IoU or keypoint OKS into
+the overlap: ``fixed`` and ``size_min_pos`` work there, ``nwd`` is refused by name (``check_assigner``).
+
+Shapes (Ultralytics names): ``align_metric``, ``overlaps``, ``mask_pos`` (bs, n_max_boxes, num_anchors);
+``anc_points`` (num_anchors, 2) px; ``gt_bboxes`` (bs, n_max_boxes, 4) xyxy px (OBB: 5, xywhr); the candidate pairs
+(batch, object, anchor) and their values (N,).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from ultralytics.utils.tal import (
@@ -51,66 +60,132 @@ from .nwd import nwd
 _FAR = float("-inf")  # the rank of an anchor outside an object's region
 
 
+@dataclass
+class Candidates:
+    """The record of one assignment call: its candidate pairs and their anchor-to-centre distances. Created empty by
+    ``SizeAssigner._forward``, filled by ``pair_overlaps``, read by the levers, deleted when the call ends (the module
+    docstring says why it is not an argument).
+
+    Attributes:
+        anc_points: (num_anchors, 2) px, the call's anchor points.
+        indices: (batch, object, anchor) index tensors of the candidate pairs, (N,) each, each pair once; ``None``
+            until upstream's ``get_box_metrics`` has listed them.
+        distances: (N,) px, float32: each pair's anchor to its object's centre (``pair_centre_distances``).
+    """
+
+    anc_points: torch.Tensor
+    indices: tuple | None = None
+    distances: torch.Tensor | None = None
+
+    def add_pairs(self, indices: tuple, gt_bboxes: torch.Tensor) -> None:
+        """Record the call's candidate pairs ``indices`` and their distances; ``gt_bboxes`` (bs, n_max_boxes, 4|5)."""
+        if self.indices is not None:
+            raise RuntimeError("SizeAssigner: a second list of candidate pairs in one assignment call")
+        b, g, a = indices
+        boxes = gt_bboxes.reshape(-1, gt_bboxes.shape[-1]).index_select(0, b * gt_bboxes.shape[1] + g)  # (N, 4|5)
+        self.indices, self.distances = indices, pair_centre_distances(self.anc_points.index_select(0, a), boxes)
+
+    def ranks(self, align_metric: torch.Tensor, dense: bool = False) -> tuple:
+        """``candidate_ranks`` of the recorded pairs under ``align_metric``: (dense ranks or ``None``, pair ranks)."""
+        return candidate_ranks(align_metric, self.indices, self.distances, dense=dense)
+
+
 class SizeAssigner:
     """Mixin in front of a ``TaskAlignedAssigner`` class: ``size_assign`` and ``size_min_pos``.
+
+    Each lever wraps one upstream unit (ultralytics 8.4.190): ``iou_calculation`` (``nwd``), ``select_topk_candidates``
+    (the ranking of ``fixed`` and ``nwd``), ``select_highest_overlaps`` (the contests of ``fixed`` and ``nwd``, then the
+    ``size_min_pos`` top-up). ``_forward`` and ``pair_overlaps`` keep the call's record (``Candidates``).
 
     Attributes (set by ``patch_assigner``):
         size_mode: ``"stock"``, ``"fixed"`` or ``"nwd"``.
         size_min_pos: positives to top each object up to (0: off).
-        nwd_c: NWD's C in px (``nwd`` only).
+        size_nwd_input_c: NWD's C in network-input px, as the trainer resolved it (``nwd`` only).
     """
 
-    size_mode, size_min_pos, nwd_c = "stock", 0, None
+    size_mode, size_min_pos, size_nwd_input_c = "stock", 0, None
+    nwd_refusal: str | None = None  # the model named when size_assign=nwd is refused (its overlap is not a box overlap)
+    _call: Candidates | None = None  # the record of the call in progress: an instance attribute only inside _forward
+
+    def _forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra):
+        """``TaskAlignedAssigner._forward`` (8.4.190) with a fresh record of the call, deleted when it returns or
+        raises (upstream's out-of-memory retry calls this once per image: one record each)."""
+        self._call = Candidates(anc_points)
+        try:
+            return super()._forward(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
+        finally:
+            del self._call
+
+    def pair_overlaps(self, indices, gt_bboxes, pd_bboxes, **extra):
+        """Upstream's ``pair_overlaps`` (8.4.190) of the candidate pairs ``indices`` that ``get_box_metrics`` lists,
+        recording them and their distances in the call's record: (N,) each, no dense pass."""
+        if self._call is None:
+            raise RuntimeError("SizeAssigner: pair_overlaps called outside an assignment call (_forward)")
+        self._call.add_pairs(indices, gt_bboxes)
+        return super().pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
 
     def iou_calculation(self, gt_bboxes, pd_bboxes):
         """NWD (``nwd``) or upstream's clamped CIoU/ProbIoU (``TaskAlignedAssigner.iou_calculation``, 8.4.190)."""
         if self.size_mode == "nwd":
-            return nwd(gt_bboxes, pd_bboxes, self.nwd_c).to(pd_bboxes.dtype)  # (N,)
+            return nwd(gt_bboxes, pd_bboxes, self.size_nwd_input_c).to(pd_bboxes.dtype)  # (N,)
         return super().iou_calculation(gt_bboxes, pd_bboxes)
 
-    def get_pos_mask(self, pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt, **extra):
-        """``TaskAlignedAssigner.get_pos_mask`` (8.4.190), with top-k over the ranks of ``candidate_ranks``."""
-        mask_in_gts = self.select_candidates_in_gts(anc_points, gt_bboxes, mask_gt)  # (bs, n_max_boxes, num_anchors)
-        self._anc_points = anc_points  # for pair_overlaps, which get_box_metrics calls with the candidate pairs
-        align_metric, overlaps = self.get_box_metrics(
-            pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask_in_gts * mask_gt, **extra
-        )
-        self._ranks, self._pair_ranks = candidate_ranks(align_metric, *self._pairs, dense=self.size_mode != "stock")
-        ranks = align_metric if self.size_mode == "stock" else self._ranks  # stock: upstream's top-k, for the top-up
-        mask_topk = self.select_topk_candidates(ranks, topk_mask=mask_gt.expand(-1, -1, self.topk).bool())
-        mask_pos = mask_topk.mul_(mask_in_gts).mul_(mask_gt.bool())
-        return mask_pos, align_metric, overlaps
-
-    def pair_overlaps(self, indices, gt_bboxes, pd_bboxes, **extra):
-        """Upstream's ``pair_overlaps`` (8.4.190) for the candidate pairs ``indices`` (batch, object, anchor), keeping
-        the pairs and their anchor-to-centre distances for ``candidate_ranks``: (N,) each, no dense pass."""
-        b, g, a = indices
-        boxes = gt_bboxes.reshape(-1, gt_bboxes.shape[-1]).index_select(0, b * gt_bboxes.shape[1] + g)  # (N, 4|5)
-        self._pairs = indices, pair_centre_distances(self._anc_points.index_select(0, a), boxes)  # ((b, g, a), (N,))
-        return super().pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
+    def select_topk_candidates(self, metrics, topk_mask=None):
+        """``TaskAlignedAssigner.select_topk_candidates`` (8.4.190) of the rank keys (``fixed``, ``nwd``): upstream's
+        top-k, with the zero-metric candidates ranked by centre distance rather than tied with every other anchor."""
+        if self.size_mode != "stock":
+            metrics = self._candidates().ranks(metrics, dense=True)[0]  # float32 (bs, n_max_boxes, num_anchors)
+        return super().select_topk_candidates(metrics, topk_mask)
 
     def select_highest_overlaps(self, mask_pos, overlaps, n_max_boxes, align_metric):
-        """``TaskAlignedAssigner.select_highest_overlaps`` (8.4.190): contested anchors to a claimant (``fixed``),
-        top-k2 by rank, then the ``size_min_pos`` top-up."""
-        pairs = self._pairs[0]
+        """``TaskAlignedAssigner.select_highest_overlaps`` (8.4.190) (``stock``) or its counterpart on the candidate
+        pairs (``fixed``, ``nwd``: ``_select_claimants``), then the ``size_min_pos`` top-up."""
+        call = self._candidates()
+        pair_ranks = call.ranks(align_metric)[1]  # (N,)
         if self.size_mode == "stock":
-            target_gt_idx, fg_mask, mask_pos = super().select_highest_overlaps(
-                mask_pos, overlaps, n_max_boxes, align_metric
-            )
+            out = super().select_highest_overlaps(mask_pos, overlaps, n_max_boxes, align_metric)
         else:
-            pair_overlaps = overlaps.reshape(-1).index_select(0, flat_pairs(pairs, overlaps.shape)[0])
-            mask_pos = resolve_contests(mask_pos, pairs, pair_overlaps, self._pair_ranks)
-            if self.topk2 != self.topk:  # YOLO26's one-to-one branch: the best-ranked positive of each object
-                top = torch.where(mask_pos.bool(), self._ranks, _FAR).topk(self.topk2, dim=-1).indices
-                mask_pos = mask_pos * torch.zeros_like(mask_pos).scatter_(-1, top, 1)
-            fg_mask, target_gt_idx = mask_pos.max(-2)
-        if self.size_min_pos > 0:
-            k = min(self.size_min_pos, self.topk2)  # mask_pos, fg_mask, target_gt_idx: fresh tensors, ours to update
-            mask_pos, won = top_up(mask_pos.contiguous(), pairs, self._pair_ranks, k, fg_mask == 0, inplace=True)
+            out = self._select_claimants(mask_pos, overlaps, align_metric, call, pair_ranks)
+        target_gt_idx, fg_mask, mask_pos = out
+        if self.size_min_pos > 0:  # mask_pos, fg_mask, target_gt_idx: fresh tensors, ours to update
+            k, pairs = min(self.size_min_pos, self.topk2), call.indices
+            mask_pos, won = top_up(mask_pos.contiguous(), pairs, pair_ranks, k, fg_mask == 0, inplace=True)
             anchor = flat_pairs(pairs, mask_pos.shape)[1]  # the new positives were free: fg 0, object index 0 there
             fg_mask.view(-1).scatter_reduce_(0, anchor, won.to(fg_mask.dtype), "amax")
             target_gt_idx.view(-1).scatter_reduce_(0, anchor, torch.where(won, pairs[1], 0), "amax")
         return target_gt_idx, fg_mask, mask_pos
+
+    def _select_claimants(self, mask_pos, overlaps, align_metric, call: Candidates, pair_ranks):
+        """Upstream's ``select_highest_overlaps`` (8.4.190) with both its rules replaced: a contested anchor goes to
+        the best of its claimants (``resolve_contests``), and the top-k2 (YOLO26's one-to-one branch) keeps each
+        object's best-ranked positives. Its outputs: target_gt_idx, fg_mask (bs, num_anchors) and mask_pos.
+
+        Upstream's method is not called after the contests: its contest step (a sum, a max and a select over every
+        (object, anchor) pair) would find nothing left to do, at about a quarter of a stock loss call on CPU
+        (``scripts/bench_loss.py``'s setup, one thread: the loss ratio of ``fixed`` to stock 1.06 through it, 0.89
+        without).
+        """
+        pair_overlaps = overlaps.reshape(-1).index_select(0, flat_pairs(call.indices, overlaps.shape)[0])  # (N,)
+        mask_pos = resolve_contests(mask_pos, call.indices, pair_overlaps, pair_ranks)
+        if self.topk2 != self.topk:
+            ranks = call.ranks(align_metric, dense=True)[0]  # (bs, n_max_boxes, num_anchors)
+            top = torch.where(mask_pos.bool(), ranks, _FAR).topk(self.topk2, dim=-1).indices
+            mask_pos = mask_pos * torch.zeros_like(mask_pos).scatter_(-1, top, 1)
+        # the column max gives the fg flag and the object index; as upstream, in int64 on NPU (no int8 max there)
+        fg_mask, target_gt_idx = (mask_pos.to(torch.int64) if mask_pos.device.type == "npu" else mask_pos).max(-2)
+        return target_gt_idx, fg_mask, mask_pos
+
+    def max_positives(self, n_objects: int) -> int:
+        """A bound on the positives of one call for ``n_objects`` object rows (bs * n_max_boxes): each is among an
+        object's top-k candidates (contests and top-k2 only remove) or one of its top-up anchors (at most top-k2)."""
+        return n_objects * (self.topk + min(self.size_min_pos, self.topk2))
+
+    def _candidates(self) -> Candidates:
+        """The current call's record, its pairs listed; a ``RuntimeError`` outside a call."""
+        if self._call is None or self._call.indices is None:
+            raise RuntimeError("SizeAssigner: no candidate pairs of a current call (a lever ran outside _forward, or "
+                               "upstream no longer lists them through pair_overlaps first: see tests/test_assign.py)")
+        return self._call
 
 
 def pair_centre_distances(anc_points: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
@@ -248,17 +323,52 @@ def top_up(mask_pos: torch.Tensor, pairs: tuple, pair_ranks: torch.Tensor, k: in
     return out.scatter_add_(0, flat, won.to(mask_pos.dtype)).view_as(mask_pos), won
 
 
-def _size_class(base: type) -> type:
-    doc = f"``{base.__name__}`` with ``SizeAssigner``."
-    return type(f"Size{base.__name__}", (SizeAssigner, base), {"__doc__": doc})
+class SizeTaskAlignedAssigner(SizeAssigner, TaskAlignedAssigner):
+    """``TaskAlignedAssigner`` with the size levers: detect, and YOLOv8/11/12 segment and pose (CIoU overlap)."""
 
 
-SIZE_ASSIGNERS = {base: _size_class(base) for base in (
-    TaskAlignedAssigner, RotatedTaskAlignedAssigner, SegTaskAlignedAssigner, PoseTaskAlignedAssigner)}
-NWD_REFUSED = {  # assigners whose overlap is not a box overlap: size_assign=nwd is refused for them
-    SegTaskAlignedAssigner: "YOLO26 segment (its overlap mixes in mask IoU)",
-    PoseTaskAlignedAssigner: "YOLO26 pose (its overlap is keypoint OKS)",
+class SizeRotatedTaskAlignedAssigner(SizeAssigner, RotatedTaskAlignedAssigner):
+    """``RotatedTaskAlignedAssigner`` with the size levers (OBB): xywhr boxes, ProbIoU overlap, or NWD of the rotated
+    Gaussians (``nwd``); the distances are to the boxes' centres."""
+
+
+class SizeSegTaskAlignedAssigner(SizeAssigner, SegTaskAlignedAssigner):
+    """``SegTaskAlignedAssigner`` with the size levers (YOLO26 segment): ``fixed`` and ``size_min_pos``; ``nwd`` is
+    refused, as NWD would replace only the box part of an overlap that mixes in mask IoU."""
+
+    nwd_refusal = "YOLO26 segment (its overlap mixes in mask IoU)"
+
+
+class SizePoseTaskAlignedAssigner(SizeAssigner, PoseTaskAlignedAssigner):
+    """``PoseTaskAlignedAssigner`` with the size levers (YOLO26 pose): ``fixed`` and ``size_min_pos``; ``nwd`` is
+    refused, as the overlap is keypoint OKS (the box IoU only for objects without visible keypoints)."""
+
+    nwd_refusal = "YOLO26 pose (its overlap is keypoint OKS)"
+
+
+SIZE_ASSIGNERS: dict[type, type] = {  # upstream assigner class -> ours; exact types
+    TaskAlignedAssigner: SizeTaskAlignedAssigner,
+    RotatedTaskAlignedAssigner: SizeRotatedTaskAlignedAssigner,
+    SegTaskAlignedAssigner: SizeSegTaskAlignedAssigner,
+    PoseTaskAlignedAssigner: SizePoseTaskAlignedAssigner,
 }
+
+
+def max_positives(assigner: torch.nn.Module, n_objects: int) -> int:
+    """A bound on the positives of one call of ``assigner`` (upstream's or patched) for ``n_objects`` object rows: a
+    ``SizeAssigner``'s own (``SizeAssigner.max_positives``), else upstream's top-k per object."""
+    if isinstance(assigner, SizeAssigner):
+        return assigner.max_positives(n_objects)
+    return n_objects * assigner.topk
+
+
+def _check_nwd(size_class: type, mode: str) -> None:
+    """The refusal of ``size_assign=nwd`` for an assigner whose overlap is not a box overlap (``nwd_refusal``)."""
+    if mode == "nwd" and size_class.nwd_refusal:
+        raise ValueError(
+            f"size_assign: expected stock or fixed for {size_class.nwd_refusal}; got nwd (NWD replaces a box overlap "
+            "only)"
+        )
 
 
 def check_assigner(assigner: torch.nn.Module, mode: str) -> None:
@@ -269,10 +379,7 @@ def check_assigner(assigner: torch.nn.Module, mode: str) -> None:
             f"size_assign: expected an assigner of {', '.join(b.__name__ for b in SIZE_ASSIGNERS)}; got "
             f"{base.__name__}"
         )
-    if mode == "nwd" and base in NWD_REFUSED:
-        raise ValueError(
-            f"size_assign: expected stock or fixed for {NWD_REFUSED[base]}; got nwd (NWD replaces a box overlap only)"
-        )
+    _check_nwd(SIZE_ASSIGNERS[base], mode)
 
 
 def check_model_assign(model: torch.nn.Module, mode: str) -> None:
@@ -281,16 +388,15 @@ def check_model_assign(model: torch.nn.Module, mode: str) -> None:
     from ultralytics.nn.modules.head import Pose26, Segment26
 
     head = model.model[-1] if hasattr(model, "model") else None
-    refused = {Segment26: SegTaskAlignedAssigner, Pose26: PoseTaskAlignedAssigner}
-    for cls, assigner in refused.items():
-        if mode == "nwd" and isinstance(head, cls):
-            raise ValueError(f"size_assign: expected stock or fixed for {NWD_REFUSED[assigner]}; got nwd (NWD "
-                             f"replaces a box overlap only)")
+    for cls, assigner in ((Segment26, SegTaskAlignedAssigner), (Pose26, PoseTaskAlignedAssigner)):
+        if isinstance(head, cls):
+            _check_nwd(SIZE_ASSIGNERS[assigner], mode)
 
 
-def patch_assigner(assigner: torch.nn.Module, mode: str, min_pos: int, nwd_c: float | None) -> torch.nn.Module:
+def patch_assigner(assigner: torch.nn.Module, mode: str, min_pos: int,
+                   nwd_input_c: float | None) -> torch.nn.Module:
     """Turn a stock assigner into its ``SizeAssigner`` counterpart in place (same attributes) and return it."""
     check_assigner(assigner, mode)
     assigner.__class__ = SIZE_ASSIGNERS[type(assigner)]
-    assigner.size_mode, assigner.size_min_pos, assigner.nwd_c = mode, min_pos, nwd_c
+    assigner.size_mode, assigner.size_min_pos, assigner.size_nwd_input_c = mode, min_pos, nwd_input_c
     return assigner

@@ -69,7 +69,7 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
 
 
 COMMANDS = {"tile": ".tile", "advise": ".advise"}  # yolo-sa MODE key=value ...: the module's run(**keys)
-SLICED = {"val": "val", "predict": "predict"}  # yolo-sa val|predict slice=N (N > 0): size_adaptive.sliced
+SLICED = {"val": ("sliced_val", "val"), "predict": ("sliced", "predict")}  # yolo-sa val|predict slice=N (N > 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,12 +129,21 @@ def _command(mode: str, args: list[str]) -> int:
 
 
 def _sliced(mode: str, given: dict) -> int:
-    """``yolo-sa val|predict slice=N``: slice by slice on whole images (``size_adaptive.sliced``)."""
-    from . import sliced
+    """``yolo-sa val|predict slice=N``: slice by slice on whole images (``sliced_val.val``, ``sliced.predict``), with
+    the keys given on the command line (their own defaults for the rest); a key that they do not take is refused."""
+    import importlib
+    import inspect
 
+    module, name = SLICED[mode]
+    func = getattr(importlib.import_module(f".{module}", __package__), name)
+    accepted = set(inspect.signature(func).parameters)
     keys = {k: v for k, v in given.items() if k not in ("mode", "task")}
     try:
-        getattr(sliced, SLICED[mode])(**keys)
+        unknown = sorted(set(keys) - accepted)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: expected a key of sliced {mode} ({', '.join(sorted(accepted))}); got "
+                             f"{unknown[0]}={keys[unknown[0]]!r}")
+        func(**keys)
     except (ValueError, SyntaxError) as e:
         return _usage_error(e)
     return 0

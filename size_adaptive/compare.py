@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +31,7 @@ from .demo import resolve_data
 from .report import summarise, write_report
 from .runs import DEFAULT_LAST_EPOCHS, finished, read_run
 from .settings import SizeSettings, split_size_keys
+from .whole import check_whole_images, describe, evaluate
 
 PREFIX = colorstr("compare:")
 
@@ -45,6 +46,7 @@ class Plan:
     shared_size: dict  # the shared size_* keys as given
     common: dict  # the shared Ultralytics keys, ``model`` and ``data`` (not yet resolved) included
     last_epochs: int = DEFAULT_LAST_EPOCHS
+    whole: tuple[str, ...] | None = None  # the whole images every run is judged on at the end (``whole``), or None
 
     def order(self) -> list[Arm]:
         """Training order within a seed: as given, except that ``uniform`` follows the ``size`` run it needs."""
@@ -128,7 +130,9 @@ def check_args(
             check_run_args(plan.run_args(arm, {"mean_fg_weight": 1.0}), "train")
         except ValueError as e:
             raise ValueError(f"{e} (arm '{arm.name}')") from None
-    return plan
+    datasets = {a.name: plan.run_args(a, {"mean_fg_weight": 1.0})["data"] for a in checked}
+    whole = check_whole_images(datasets, sliced=any(a.slice for a in checked))
+    return replace(plan, whole=whole)
 
 
 def _with_cfg(model: Any, data: Any, train_args: dict) -> tuple[Any, Any, dict]:
@@ -184,8 +188,10 @@ def compare(
             that holds a run with other settings, before anything trains.
     """
     plan = check_args(model, data, seeds, arms, last_epochs, **train_args)
-    plan = Plan(plan.arms, plan.seeds, plan.settings, plan.shared_size,
-                {**plan.common, "data": resolve_data(plan.common["data"]), "save_json": True}, plan.last_epochs)
+    arms_resolved = tuple(replace(a, args={**a.args, "data": resolve_data(a.args["data"])}) if "data" in a.args else a
+                          for a in plan.arms)  # an arm's own data: a demo keyword resolved, as the shared data
+    plan = replace(plan, arms=arms_resolved,
+                   common={**plan.common, "data": resolve_data(plan.common["data"]), "save_json": True})
     folder = comparison_folder(project, name, model_task(plan.run_args(plan.arms[0], {"mean_fg_weight": 1.0})["model"]))
     for arm in plan.arms:  # refuse runs with other settings before anything trains (uniform: at its turn)
         for seed in plan.seeds:
@@ -202,6 +208,15 @@ def compare(
         if arm.uniform:
             run["uniform_weight"] = run["args"]["size_weights"][0]
         runs[arm.name][seed] = run
+    if plan.whole:
+        LOGGER.info(f"{PREFIX} every run's last.pt on the same {describe(plan.whole)}")
+        for i, (arm, seed) in enumerate(steps, 1):
+            args = runs[arm.name][seed]["args"]
+            how = f"{arm.slice} px slices{' + a whole-image pass' * arm.slice_whole}" if arm.slice else "one pass"
+            LOGGER.info(f"{PREFIX} [{i}/{len(steps)}] {arm.name} seed {seed}: whole images, {how} at imgsz "
+                        f"{args['imgsz']}")
+            runs[arm.name][seed]["metrics"].update(
+                evaluate(folder / f"{arm.name}-seed{seed}", args["data"], args["imgsz"], arm.slice, arm.slice_whole))
 
     report = summarise(
         runs, plan.seeds, definitions={a.name: a.describe() for a in plan.arms}, common_args=plan.common,

@@ -14,9 +14,10 @@ gains. ``SizeAdaptiveLoss`` wraps exactly those three units:
 
 With ``size_assign``/``size_min_pos`` the assigner is patched (``assign``), and with ``size_box_nwd=r`` the box term
 becomes (1 - r)(1 - CIoU) + r(1 - NWD) per anchor (``_NWDBlendBboxLoss``), keeping upstream's per-anchor weights,
-normaliser and ``box`` gain. Everything else (assignment, normalisation, gains, class weights, the end-to-end branch schedule, the mask and keypoint
-terms of segment and pose) stays upstream's, so with all weights 1 the loss is the stock one, value for value. The
-weighting adds no host-device sync: no ``.item()``, no branch on a tensor value and no data-dependent shape.
+normaliser and ``box`` gain. Everything else (assignment, normalisation, gains, class weights, the end-to-end branch
+schedule, the mask and keypoint terms of segment and pose) stays upstream's, so with all weights 1 the loss is the
+stock one, value for value. The weighting adds no host-device sync: no ``.item()``, no branch on a tensor value and no
+data-dependent shape.
 
 Shapes (Ultralytics names): ``target_bboxes`` (bs, num_anchors, 4) xyxy px (OBB: 5, xywhr), ``target_scores``
 (bs, num_anchors, num_classes), ``fg_mask`` (bs, num_anchors), ``anchor_weights`` (bs, num_anchors), ``gt_bboxes``
@@ -41,6 +42,7 @@ from ultralytics.utils.loss import (
     v8SegmentationLoss,
 )
 
+from .assign import max_positives as assigner_max_positives
 from .assign import patch_assigner
 from .diagnostics import assignment_counts, new_counts
 from .nwd import nwd
@@ -115,13 +117,11 @@ class SizeAdaptiveLoss:
         """
         bucket = size_buckets(self.box_areas(target_bboxes), self.size_thresholds)  # (bs, num_anchors)
         w = bucket_weights(bucket, fg_mask, self.size_weights)  # (bs, num_anchors)
-        score = anchor_scores(target_scores, target_labels)  # (bs, num_anchors)
+        self.max_fg = max_positives(self, gt_bboxes)  # also for the NWD box term, which runs after this call
+        score = count_call(self.size_counts, type(self), self.size_thresholds, self.max_fg, pd_bboxes, gt_bboxes,
+                           mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)
         if self.settings.norm:
             w = balance_weights(w, fg_mask, score)
-        gt_bucket = size_buckets(self.box_areas(gt_bboxes), self.size_thresholds)  # (bs, n_max_boxes)
-        self.max_fg = max_positives(self, gt_bboxes)  # also for the NWD box term, which runs after this call
-        count_assignment(self.size_counts, self.box_overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes, fg_mask,
-                         target_gt_idx, score, self.max_fg)
         self.anchor_weights = w
         return w
 
@@ -191,9 +191,9 @@ class _NWDBlendBboxLoss(nn.Module):
     bound, as for the diagnostics; slots left over weigh 0), so its shape does not depend on the data (no host sync).
     """
 
-    def __init__(self, bbox_loss: nn.Module, r: float, c: float, owner: SizeAdaptiveLoss):
+    def __init__(self, bbox_loss: nn.Module, r: float, nwd_input_c: float, owner: SizeAdaptiveLoss):
         super().__init__()
-        self.inner, self.r, self.c, self.owner = bbox_loss, r, c, owner
+        self.inner, self.r, self.nwd_input_c, self.owner = bbox_loss, r, nwd_input_c, owner
 
     def forward(self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum,
                 fg_mask, imgsz, stride):
@@ -202,7 +202,7 @@ class _NWDBlendBboxLoss(nn.Module):
         weight = target_scores.sum(-1) * fg_mask  # (bs, num_anchors), 0 on background
         # W2 scales with the boxes' lengths (the angle does not), so NWD of the px boxes is NWD of the grid-unit boxes
         # with C / stride: no conversion of the boxes
-        c = self.c / stride.squeeze(-1)  # (num_anchors,)
+        c = self.nwd_input_c / stride.squeeze(-1)  # (num_anchors,) C in grid units
         bound = self.owner.max_fg
         if bound is None or bound >= fg_mask.numel():
             similarity = nwd(pred_bboxes, target_bboxes, c)  # (bs, num_anchors)
@@ -241,12 +241,22 @@ def _at_foreground(values: torch.Tensor, fg_mask: torch.Tensor, n: int) -> torch
 
 
 def max_positives(loss, gt_bboxes: torch.Tensor) -> int:
-    """A bound on the foreground anchors of one assignment of ``loss``, from static shapes: each is among some
-    object's top-k candidates (``select_topk_candidates``) or a ``size_min_pos`` top-up (at most top-k2 per object)."""
-    assigner = getattr(loss.assigner, "inner", loss.assigner)
+    """A bound on the foreground anchors of one assignment of ``loss``, from static shapes: its assigner's
+    (``assign.max_positives``) for the bs * n_max_boxes object rows of ``gt_bboxes``."""
     bs, n_max_boxes = gt_bboxes.shape[:2]
-    extra = min(getattr(assigner, "size_min_pos", 0), assigner.topk2)
-    return bs * n_max_boxes * (assigner.topk + extra)
+    return assigner_max_positives(getattr(loss.assigner, "inner", loss.assigner), bs * n_max_boxes)
+
+
+def count_call(counts: torch.Tensor, loss_class: type, thresholds: torch.Tensor, bound: int, pd_bboxes, gt_bboxes,
+               mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx) -> torch.Tensor:
+    """Count one assigner call per size bucket into ``counts`` from its inputs and outputs (``AfterAssign``'s hook
+    arguments), with the box area and overlap of ``loss_class`` (a ``SizeAdaptiveLoss``); return the (bs,
+    num_anchors) target scores. The size-adaptive loss (``weigh``) and the stock observer count the same way."""
+    gt_bucket = size_buckets(loss_class.box_areas(gt_bboxes), thresholds)  # (bs, n_max_boxes)
+    score = anchor_scores(target_scores, target_labels)  # (bs, num_anchors)
+    count_assignment(counts, loss_class.box_overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes, fg_mask,
+                     target_gt_idx, score, bound)
+    return score
 
 
 def count_assignment(counts: torch.Tensor, overlap: Callable, gt_bucket: torch.Tensor, mask_gt: torch.Tensor,

@@ -31,7 +31,7 @@ from .loss import (
     SIZE_ADAPTIVE_LOSSES,
     AfterAssign,
     build_criterion,
-    count_assignment,
+    count_call,
     counted_loss,
     max_positives,
     size_losses,
@@ -45,7 +45,6 @@ from .validator import (
     SizeAdaptiveValidator,
     with_per_size_columns,
 )
-from .weighting import anchor_scores, size_buckets
 
 
 
@@ -313,8 +312,7 @@ class _Observer:
 
     def __init__(self, criterion, thresholds):
         loss = getattr(criterion, "one2many", criterion)
-        ours = SIZE_ADAPTIVE_LOSSES[type(loss)]
-        self.area, self.overlap = ours.box_areas, ours.box_overlap  # the area and overlap our counterpart uses
+        self.ours = SIZE_ADAPTIVE_LOSSES[type(loss)]  # its area and overlap are those our counterpart uses
         self.thresholds = thresholds.to(loss.device)
         self.counts = new_counts(loss.device)
         loss.assigner = AfterAssign(loss.assigner, self)
@@ -322,10 +320,8 @@ class _Observer:
 
     def __call__(self, pd_bboxes, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask,
                  target_gt_idx):
-        gt_bucket = size_buckets(self.area(gt_bboxes), self.thresholds)
-        score = anchor_scores(target_scores, target_labels)
-        count_assignment(self.counts, self.overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes, fg_mask,
-                         target_gt_idx, score, max_positives(self.loss, gt_bboxes))
+        count_call(self.counts, self.ours, self.thresholds, max_positives(self.loss, gt_bboxes), pd_bboxes, gt_bboxes,
+                   mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)
 
 
 def observe_assignment(model, settings: SizeSettings | None = None) -> None:

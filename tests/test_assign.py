@@ -8,15 +8,31 @@ their centre when it picks candidates, so a 6x6 px box at (30, 30)-(36, 36) has 
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections import Counter
 
 import pytest
 import torch
 from ultralytics.utils.loss import E2ELoss, v8DetectionLoss
-from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
+from ultralytics.utils.tal import (
+    PoseTaskAlignedAssigner,
+    RotatedTaskAlignedAssigner,
+    SegTaskAlignedAssigner,
+    TaskAlignedAssigner,
+    make_anchors,
+)
 
 import helpers as h
-from size_adaptive.assign import SizeAssigner, candidate_ranks, pair_centre_distances, patch_assigner, resolve_contests
+from size_adaptive.assign import (
+    Candidates,
+    SizeAssigner,
+    candidate_ranks,
+    pair_centre_distances,
+    patch_assigner,
+    resolve_contests,
+)
 from size_adaptive.assign import top_up as _top_up
 from size_adaptive.diagnostics import OBJECTS, POSITIVES, SCORE, UNASSIGNED
 from size_adaptive.loss import SizeAdaptiveDetectionLoss, build_criterion
@@ -100,9 +116,10 @@ def _contest(overlaps_of_claimants):
     overlaps = torch.zeros(1, 3, 4)
     overlaps[0, 0, 1] = 0.9  # object 0 overlaps anchor 1 best, but never claimed it
     overlaps[0, 1, 1], overlaps[0, 2, 1] = overlaps_of_claimants
-    a._ranks = torch.tensor([[[-9.0, -9.0, -9.0, -1.0], [-2.0, -5.0, -9.0, -9.0], [-9.0, -3.0, -2.0, -9.0]]])
-    a._pairs = torch.ones(1, 3, 4).nonzero(as_tuple=True), None  # every (object, anchor) is a candidate pair here
-    a._pair_ranks = a._ranks.flatten()
+    # The record that _forward keeps for a call: every (object, anchor) is a candidate pair here, at these distances
+    # (px); with a zero metric their ranks are -(1 + distance): [[-9, -9, -9, -1], [-2, -5, -9, -9], [-9, -3, -2, -9]].
+    distances = torch.tensor([[[8.0, 8.0, 8.0, 0.0], [1.0, 4.0, 8.0, 8.0], [8.0, 2.0, 1.0, 8.0]]])
+    a._call = Candidates(ANCHORS_PX, torch.ones(1, 3, 4).nonzero(as_tuple=True), distances.flatten())
     return a, mask_pos, overlaps
 
 
@@ -115,7 +132,7 @@ def test_a_contested_anchor_goes_to_the_best_of_its_claimants(claimant_overlaps,
     a, mask_pos, overlaps = _contest(claimant_overlaps)
     stock_idx, _, _ = TaskAlignedAssigner.select_highest_overlaps(a, mask_pos, overlaps, 3, overlaps)
     assert stock_idx[0, 1] == 0
-    target_gt_idx, fg_mask, new_mask = a.select_highest_overlaps(mask_pos, overlaps, 3, overlaps)
+    target_gt_idx, fg_mask, new_mask = a.select_highest_overlaps(mask_pos, overlaps, 3, torch.zeros_like(overlaps))
     assert target_gt_idx[0, 1] == winner and fg_mask.tolist() == [[1, 1, 1, 1]]
     assert new_mask[0, :, 1].tolist() == [int(i == winner) for i in range(3)]
     assert [target_gt_idx[0, i].item() for i in (0, 2, 3)] == [1, 2, 0]  # uncontested anchors keep their object
@@ -221,8 +238,8 @@ def test_resolve_contests_gives_each_contested_anchor_to_its_best_claimant_on_ra
     for b in range(bs):
         for a in range(na):
             claimants = [j for j in range(n) if mask_pos[b, j, a]]
-            best = (lambda j: (overlaps[b, j, a].item(), ranks[b, j, a].item(), -j))
-            expected = max(claimants, key=best) if claimants else None
+            best = [(overlaps[b, j, a].item(), ranks[b, j, a].item(), -j) for j in claimants]
+            expected = claimants[best.index(max(best))] if claimants else None
             assert out[b, :, a].tolist() == [int(j == expected) for j in range(n)]
 
 
@@ -235,10 +252,12 @@ def test_the_patched_assigner_returns_fg_mask_and_object_indices_that_match_its_
     labels, gt, mask = _gt(boxes)
     scores = torch.rand(1, NA, 2, generator=g)
     pd = torch.cat((ANCHORS_PX - 6, ANCHORS_PX + 6), -1)[None] + torch.rand(1, NA, 4, generator=g) * 8
-    a = _assigner(mode, min_pos=min_pos)
-    fg = a(scores, pd, ANCHORS_PX, labels, gt, mask)[3]  # also sets the batch attributes, as a loss call does
-    mask_pos, _, overlaps = a.get_pos_mask(scores, pd, labels, gt, ANCHORS_PX, mask)
-    target_gt_idx, fg_mask, final = a.select_highest_overlaps(mask_pos, overlaps, len(boxes), None)
+    a, seen = _assigner(mode, min_pos=min_pos), {}
+    step = a.select_highest_overlaps  # its outputs within the call, the final mask included
+    a.select_highest_overlaps = lambda *args: seen.setdefault("out", step(*args))
+    a(scores, pd, ANCHORS_PX, labels, gt, mask)
+    target_gt_idx, fg_mask, final = seen["out"]
+    fg = _assigner(mode, min_pos=min_pos)(scores, pd, ANCHORS_PX, labels, gt, mask)[3]  # another assigner's call
     assert final.sum(1).max() <= 1 and torch.equal(fg_mask.bool(), final.sum(1) > 0) and torch.equal(fg, fg_mask.bool())
     assert torch.equal(target_gt_idx[fg_mask.bool()], final.argmax(1)[fg_mask.bool()])
     region = a.select_candidates_in_gts(ANCHORS_PX, gt, mask)[0]  # (n, na)
@@ -273,14 +292,106 @@ def test_candidate_ranks_order_positive_metric_then_distance_then_outside():
     assert pair_centre_distances(torch.tensor([[3.0, 4.0]]), rotated).tolist() == [5.0]
 
 
-def test_the_patched_assigner_ranks_the_candidate_pairs_that_upstream_computes():
-    # get_pos_mask keeps the (batch, object, anchor) pairs that upstream's get_box_metrics passes to pair_overlaps: they
-    # are exactly the candidates in the (enlarged) region, and the ranks are finite there and -inf elsewhere.
+def test_the_patched_assigner_ranks_the_candidate_pairs_that_upstream_computes(monkeypatch):
+    # The call's record keeps the (batch, object, anchor) pairs that upstream's get_box_metrics passes to pair_overlaps:
+    # they are exactly the candidates in the (enlarged) region, and the ranks that upstream's top-k gets are finite
+    # there and -inf elsewhere.
     labels, gt, mask = _gt([SMALL_BOX, [8.0, 8.0, 40.0, 40.0]])
-    a = _assigner("fixed")
+    a, seen = _assigner("fixed"), {}
+    topk = TaskAlignedAssigner.select_topk_candidates
+    monkeypatch.setattr(TaskAlignedAssigner, "select_topk_candidates",
+                        lambda self, metrics, topk_mask=None: topk(self, seen.setdefault("ranks", metrics), topk_mask))
     a(*_predictions(), ANCHORS_PX, labels, gt, mask)
     in_region = a.select_candidates_in_gts(ANCHORS_PX, gt, mask) & mask.bool()
-    assert torch.equal(torch.isfinite(a._ranks), in_region) and in_region.sum() > 0
+    assert torch.equal(torch.isfinite(seen["ranks"]), in_region) and in_region.sum() > 0
+
+
+def _random_call(seed, n_boxes, bs=2):
+    """Inputs of one assigner call at imgsz 64: ``n_boxes`` random boxes per image (some tiny), noisy predictions."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(bs, n_boxes, 2, generator=g) * 50
+    gt = torch.cat((xy, xy + 1 + torch.rand(bs, n_boxes, 2, generator=g) * 30), -1).clamp(max=IMGSZ)
+    mask = (torch.rand(bs, n_boxes, 1, generator=g) < 0.8).float()  # some padding rows
+    labels = torch.randint(0, 2, (bs, n_boxes, 1), generator=g).float()
+    scores = torch.rand(bs, NA, 2, generator=g)
+    pd = torch.cat((ANCHORS_PX - 5, ANCHORS_PX + 5), -1)[None] + torch.rand(bs, NA, 4, generator=g) * 10 - 5
+    return scores, pd, ANCHORS_PX, labels, gt, mask
+
+
+LEVERS = [("fixed", 0, None), ("nwd", 0, None), ("stock", 3, None), ("fixed", 3, None), ("nwd", 2, 1)]
+
+
+@pytest.mark.parametrize("mode, min_pos, topk2", LEVERS)
+def test_the_assigner_keeps_no_state_between_calls(mode, min_pos, topk2):
+    # Calls with different inputs (batches of 2 and 1 image, 6 and 3 object rows) in interleaved order give what a
+    # fresh assigner gives for each, and a call leaves no attribute beyond those upstream's own forward sets.
+    calls = [_random_call(1, 6), _random_call(2, 3, bs=1), _random_call(3, 6)]
+    fresh = [_assigner(mode, min_pos, topk2=topk2)(*c) for c in calls]
+    a = _assigner(mode, min_pos, topk2=topk2)
+    stock = TaskAlignedAssigner(topk=10, num_classes=2, alpha=0.5, beta=6.0, stride=[8, 16, 32], topk2=topk2)
+    before, stock_before = dict(vars(a)), set(vars(stock))
+    stock(*calls[0])
+    for i in (0, 1, 2, 1, 0, 2):
+        assert all(torch.equal(x, y) for x, y in zip(a(*calls[i]), fresh[i]))
+        assert set(vars(a)) - set(before) == set(vars(stock)) - stock_before == {"bs", "n_max_boxes"}
+        assert all(vars(a)[k] is v for k, v in before.items()) and a._call is None
+
+
+def test_the_call_record_is_gone_after_a_failed_call_and_cannot_be_read_outside_a_call(monkeypatch):
+    a = _assigner("fixed", min_pos=2)
+    call = _random_call(0, 4)
+    monkeypatch.setattr(TaskAlignedAssigner, "get_targets", lambda *args: 1 / 0)  # fails after both levers have run
+    with pytest.raises(ZeroDivisionError):
+        a(*call)
+    assert "_call" not in vars(a) and a._call is None
+    monkeypatch.undo()
+    metric = torch.zeros(2, 4, NA)
+    with pytest.raises(RuntimeError, match="no candidate pairs of a current call"):
+        a.select_topk_candidates(metric, topk_mask=torch.ones(2, 4, 10, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="no candidate pairs of a current call"):
+        a.select_highest_overlaps(metric.to(torch.int8), metric, 4, metric)
+    with pytest.raises(RuntimeError, match="outside an assignment call"):
+        a.get_pos_mask(call[0], call[1], call[3], call[4], ANCHORS_PX, call[5])
+
+
+@pytest.mark.parametrize("mode, min_pos, topk2", LEVERS)
+def test_upstream_out_of_memory_retry_gives_each_image_its_own_record(mode, min_pos, topk2, monkeypatch):
+    # On CUDA out-of-memory upstream's forward retries _forward one image at a time: each retry is a call with its own
+    # record, and the assignment equals the batched one.
+    call = _random_call(4, 5)
+    batched = _assigner(mode, min_pos, topk2=topk2)(*call)
+    forward = TaskAlignedAssigner._forward
+
+    def out_of_memory_for_batches(self, pd_scores, *args, **kwargs):
+        if pd_scores.shape[0] > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return forward(self, pd_scores, *args, **kwargs)
+
+    monkeypatch.setattr(TaskAlignedAssigner, "_forward", out_of_memory_for_batches)
+    a = _assigner(mode, min_pos, topk2=topk2)
+    retried = a(*call)
+    assert a._oom_warned and a._call is None
+    assert all(torch.equal(x, y) for x, y in zip(retried, batched))
+
+
+def test_the_positive_bound_is_the_assigners_own():
+    # At most top-k per object row, plus the top-up (capped at top-k2): 2 x 3 rows x (10 + 3), the one-to-one branch
+    # 6 x (7 + 1); upstream's assigner 6 x 10.
+    from size_adaptive.assign import max_positives
+
+    assert max_positives(_assigner(), 6) == 60 and max_positives(_assigner("fixed"), 6) == 60
+    assert max_positives(_assigner("stock", min_pos=3), 6) == 78
+    assert max_positives(_assigner("nwd", min_pos=3, topk=7, topk2=1), 6) == 48
+
+
+def test_each_upstream_assigner_has_a_declared_counterpart_with_the_levers_in_front():
+    from size_adaptive.assign import SIZE_ASSIGNERS
+
+    for base, ours in SIZE_ASSIGNERS.items():
+        assert ours.__mro__[1:3] == (SizeAssigner, base) and ours.__name__ == f"Size{base.__name__}"
+        assert ours.__module__ == "size_adaptive.assign" and base.__name__ in ours.__doc__
+    assert {b.__name__ for b, o in SIZE_ASSIGNERS.items() if o.nwd_refusal} == {
+        "SegTaskAlignedAssigner", "PoseTaskAlignedAssigner"}
 
 
 @pytest.mark.parametrize("settings", [dict(assign="fixed"), dict(assign="nwd"), dict(assign="fixed", min_pos=3),
@@ -328,7 +439,7 @@ def test_the_assigner_is_patched_only_when_a_setting_asks():
     assert type(SizeAdaptiveDetectionLoss(m, settings=h.settings()).assigner.inner) is TaskAlignedAssigner
     patched = SizeAdaptiveDetectionLoss(m, settings=h.settings(assign="nwd", nwd_c=11.0)).assigner.inner
     assert isinstance(patched, TaskAlignedAssigner) and isinstance(patched, SizeAssigner)
-    assert (patched.size_mode, patched.size_min_pos, patched.nwd_c, patched.topk) == ("nwd", 0, 11.0, 10)
+    assert (patched.size_mode, patched.size_min_pos, patched.size_nwd_input_c, patched.topk) == ("nwd", 0, 11.0, 10)
     assert type(v8DetectionLoss(m).assigner) is TaskAlignedAssigner  # upstream's class is untouched
 
 
@@ -339,3 +450,71 @@ def test_yolo_train_refuses_nwd_for_a_yolo26_segment_model_before_the_run_folder
         YOLO("yolo26n-seg.yaml").train(data="demo-seg", epochs=1, imgsz=64, project=str(tmp_path), name="run",
                                       size_assign="nwd")
     assert not (tmp_path / "run").exists()
+
+
+# Contract: the upstream units (ultralytics 8.4.190) that SizeAssigner wraps, and the order in which a call reaches
+# them; the levers read the call's record in that order.
+
+
+def _self_calls(func) -> list:
+    """The ``self.<name>(...)`` calls in ``func``'s source, in source order."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and isinstance(n.func.value, ast.Name) and n.func.value.id == "self"]
+    return sorted(calls, key=lambda n: (n.lineno, n.col_offset))
+
+
+def _params(func) -> list:
+    return list(inspect.signature(func).parameters)
+
+
+def test_upstream_runs_each_assignment_and_each_out_of_memory_retry_through_forward_underscore():
+    assert _params(TaskAlignedAssigner._forward) == [
+        "self", "pd_scores", "pd_bboxes", "anc_points", "gt_labels", "gt_bboxes", "mask_gt", "extra"]
+    assert [c.func.attr for c in _self_calls(TaskAlignedAssigner.forward)].count("_forward") == 2
+    assert "super().forward(" in inspect.getsource(PoseTaskAlignedAssigner.forward)
+
+
+def test_upstream_lists_the_pairs_in_pair_overlaps_before_the_levers_that_read_them():
+    calls = {f: [c.func.attr for c in _self_calls(getattr(TaskAlignedAssigner, f))] for f in (
+        "_forward", "get_pos_mask", "get_box_metrics", "pair_overlaps")}
+    assert [c for c in calls["_forward"] if c in ("get_pos_mask", "select_highest_overlaps", "get_targets")] == [
+        "get_pos_mask", "select_highest_overlaps", "get_targets"]
+    assert [c for c in calls["get_pos_mask"] if c != "select_candidates_in_gts"] == [
+        "get_box_metrics", "select_topk_candidates"]
+    assert calls["get_box_metrics"] == ["pair_overlaps"] and calls["pair_overlaps"] == ["iou_calculation"]
+    source = inspect.getsource(TaskAlignedAssigner.get_box_metrics)
+    assert "indices = mask_gt.nonzero(as_tuple=True)" in source
+    assert "self.pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)" in source
+    # select_topk_candidates and select_highest_overlaps get the same align_metric: the levers' ranks agree
+    source = inspect.getsource(TaskAlignedAssigner._forward)
+    assert "self.select_highest_overlaps(\n            mask_pos, overlaps, self.n_max_boxes, align_metric\n" in source
+    assert source.index("self.select_highest_overlaps(") < source.index("align_metric *= mask_pos")
+    assert "self.select_topk_candidates(align_metric, topk_mask=" in inspect.getsource(TaskAlignedAssigner.get_pos_mask)
+
+
+def test_the_wrapped_units_keep_their_signatures():
+    assert _params(TaskAlignedAssigner.select_topk_candidates) == ["self", "metrics", "topk_mask"]
+    assert _params(TaskAlignedAssigner.select_highest_overlaps) == [
+        "self", "mask_pos", "overlaps", "n_max_boxes", "align_metric"]
+    assert _params(TaskAlignedAssigner.iou_calculation) == ["self", "gt_bboxes", "pd_bboxes"]
+    assert _params(TaskAlignedAssigner.pair_overlaps) == ["self", "indices", "gt_bboxes", "pd_bboxes"]
+    assert _params(SegTaskAlignedAssigner.pair_overlaps)[:4] == _params(PoseTaskAlignedAssigner.pair_overlaps)[:4] == [
+        "self", "indices", "gt_bboxes", "pd_bboxes"]
+
+
+def test_the_task_assigners_leave_the_wrapped_units_to_the_base_class():
+    # So the levers sit in front of upstream's units for all four classes; OBB's own overlap is ProbIoU.
+    for cls in (RotatedTaskAlignedAssigner, SegTaskAlignedAssigner, PoseTaskAlignedAssigner):
+        assert not {"_forward", "select_topk_candidates", "select_highest_overlaps"} & set(vars(cls)), cls.__name__
+    assert "iou_calculation" in vars(RotatedTaskAlignedAssigner)
+
+
+def test_upstream_select_highest_overlaps_ends_with_the_column_max_that_the_contest_lever_repeats():
+    # fixed and nwd replace upstream's contest and top-k2 rules (SizeAssigner._select_claimants) and end as upstream
+    # does; a change to upstream's last step shows here.
+    line = 'fg_mask, target_gt_idx = (mask_pos.to(torch.int64) if mask_pos.device.type == "npu" else mask_pos).max(-2)'
+    source = inspect.getsource(TaskAlignedAssigner.select_highest_overlaps)
+    assert line in source and source.rstrip().endswith("return target_gt_idx, fg_mask, mask_pos")
+    assert "if self.topk2 != self.topk:" in source
+    assert line in inspect.getsource(SizeAssigner._select_claimants)

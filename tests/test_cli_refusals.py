@@ -158,3 +158,19 @@ def test_nwd_on_labels_without_boxes_is_refused_and_leaves_no_folder(user, tmp_p
 def test_a_train_folder_without_images_is_refused_before_a_run_folder_exists(user, tmp_path, tiny_demo_yaml):
     data = _dataset(tmp_path, Path(tiny_demo_yaml), empty_labels=False, no_train_images=True)
     assert "expected training images in" in user.refused("train", *TINY, f"data={data}", key="data")
+
+
+def test_sliced_val_and_predict_run_through_the_cli_and_write_where_yolo_would(finished, tiny_demo_yaml):
+    user, _ = finished
+    last = user.runs / "detect" / "rel" / "done" / "weights" / "last.pt"
+    val = user.run("val", f"model={last}", "data=demo", "slice=320", "imgsz=64", "plots=False")
+    assert val.returncode == 0 and "sliced validation of" in val.text, val.text[-3000:]
+    assert (user.runs / "detect" / "val" / "per_size_metrics.json").is_file()
+    images = Path(yaml.safe_load(Path(tiny_demo_yaml).read_text())["path"]) / "images" / "val"
+    pred = user.run("predict", f"model={last}", f"source={images}", "slice=320", "imgsz=64", "save_txt=True",
+                    "conf=0.0001")
+    assert pred.returncode == 0, pred.text[-3000:]
+    saved = user.runs / "detect" / "predict"
+    assert len(list(saved.glob("*.jpg")) + list(saved.glob("*.png"))) == len(list(images.iterdir()))
+    assert (saved / "labels").is_dir()
+    user.refused("val", f"model={last}", "data=demo", "slice=320", "overlap=1.5", key="overlap")

@@ -311,7 +311,8 @@ REFUSED = [
      ["arm 'p2'", "key 'size_norm'", "trainer: stock", "got size_norm=True"]),
     *((f"per-run {k}", f"stock:\nx:\n  {k}: {v}\n", ["arm 'x'", f"key '{k}'", "compare sets it for each run", "got"])
       for k, v in (("seed", 3), ("project", "p"), ("name", "n"), ("exist_ok", "true"), ("resume", "true"))),
-    ("own data", "stock:\nx:\n  data: coco8.yaml\n", ["arm 'x'", "key 'data'", "shared by every arm", "coco8.yaml"]),
+    ("own data not found", "stock:\nx:\n  data: nosuch.yaml\n", ["arm 'x'", "data:", "'nosuch.yaml' (not found)"]),
+    ("bad slice", "stock:\nx:\n  slice: -1\n", ["arm 'x'", "key 'slice'", "whole number of px", "got slice=-1"]),
     ("no validation", "stock:\nx:\n  val: false\n", ["arm 'x'", "key 'val'", "expected True", "got val=False"]),
     ("empty file", "", ["arms: expected a YAML mapping", "empty file"]),
     ("empty mapping", "{}\n", ["arms: expected at least 2 arms", "empty mapping"]),
@@ -512,3 +513,24 @@ def test_a_key_the_run_predates_counts_with_its_default(tmp_path):
     args = yaml.safe_load((run / "args.yaml").read_text())
     (run / "args.yaml").write_text(yaml.safe_dump({k: v for k, v in args.items() if k not in ("size_terms", "cutmix")}))
     assert _finished(run, {**plan.run_args(plan.arm("size")), "seed": 0}, "size")
+
+
+def test_arms_across_resolutions_are_judged_on_the_same_whole_images(tmp_path, monkeypatch):
+    # One whole-image arm at imgsz 64 and one trained on 320 px tiles of the same data, judged slice by slice: both
+    # runs get 'whole ...' metrics from the same whole val images, paired like the per-epoch ones.
+    from size_adaptive.tile import run as tile
+
+    monkeypatch.setenv("YOLO_SA_DEMO_LARGE_SIZE", "1,1")
+    tiles = tile(data="demo-large", tile=320, overlap=0.1, out=str(tmp_path / "tiles"))
+    arms = {"whole": {"trainer": "stock"},
+            "tiles": {"trainer": "stock", "data": str(Path(tiles["out"]) / "data.yaml"), "slice": 320}}
+    report = compare(model="yolo11n.yaml", data="demo-large", seeds=[0], arms=arms, project=tmp_path, name="res",
+                     **{**TRAIN, "epochs": 1})
+    for arm in arms:
+        assert {"whole mAP50-95", "whole mAP50"} <= set(report["arms"][arm]["metrics"])
+        record = json.loads((tmp_path / "res" / f"{arm}-seed0" / "whole_image_metrics.json").read_text())
+        assert record["settings"]["slice"] == arms[arm].get("slice", 0)
+        assert record["settings"]["slice_whole"] is bool(arms[arm].get("slice"))
+    assert "whole mAP50-95" in report["arms"]["tiles"]["diff_to_baseline"]
+    with pytest.raises(ValueError, match="same whole images"):  # tiles of demo-large against the small demo
+        check_args(model="yolo11n.yaml", data="demo", seeds=1, arms={"stock": None, "tiles": arms["tiles"]})
