@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if mode in SLICED and str(given.get("slice", 0)).strip() not in {"0", ""}:
             return _sliced(mode, given)
         args = [a for a in args if not a.startswith("slice=")]  # slice=0: today's whole-image val/predict
-        _check_run(args, mode)
+        _check_run({k: v for k, v in given.items() if k != "slice"}, mode)
         args = _with_train_defaults(args)
     except (ValueError, SyntaxError) as e:
         return _usage_error(e)
@@ -160,8 +160,7 @@ def _mode(args: list[str]) -> str | None:
 def _given(args: list[str]) -> dict:
     """The keys of a command line as Ultralytics parses them (``parse_key_value_pair``), on top of a ``cfg=`` yaml's
     keys (the command line wins, as in Ultralytics' entrypoint); ``size_*`` values as typed. A malformed pair is
-    skipped: Ultralytics' own parser
-    says what is wrong with it."""
+    skipped: Ultralytics' own parser says what is wrong with it."""
     from ultralytics.cfg import merge_equals_args, parse_key_value_pair
 
     given = {}
@@ -217,6 +216,8 @@ def _is_usage_error(e: Exception) -> bool:
 
     if isinstance(e, SyntaxError):
         return True
+    if str(e).startswith("'size_"):  # an unknown size key ('size_nrom' is not a valid size-adaptive setting: ...)
+        return True
     word = str(e).split(":", 1)[0].strip("'") if ":" in str(e) else ""
     return word in DEFAULT_CFG_DICT or word in DEFAULTS or word in MODES or word in {
         "YOLO_SA_DEMO_SIZE", "cfg", "task", "data", "compare", "arms", "seeds", "last_epochs", *COMMANDS}
@@ -256,13 +257,13 @@ def _demo_data_for(given: dict) -> str | None:
     return DEMO_KEYWORDS.get(task)
 
 
-def _check_run(args: list[str], mode: str | None) -> None:
-    """Validate the keys of the command line and of a ``cfg=`` yaml before Ultralytics starts anything: the size
-    keys, Ultralytics' value checks, the model and data (and, to train, what ``checks.check_run_args`` checks), and a
-    checkpoint to resume that has nothing left to train."""
+def _check_run(given: dict, mode: str | None) -> None:
+    """Validate the keys of the command line and of a ``cfg=`` yaml (``_given``) before Ultralytics starts anything:
+    the size keys, Ultralytics' value checks, the model and data (and, to train, what ``checks.check_run_args``
+    checks), and a checkpoint to resume that has nothing left to train."""
     from .checks import check_model_file, check_resume, check_run_args
 
-    given = _given(args)
+    given = dict(given)  # the train defaults are added to a copy
     size = split_size_keys(given)[0]
     resume = given.get("resume")
     if mode == "train" and resume not in (None, False, "False", "false", ""):

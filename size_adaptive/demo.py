@@ -44,7 +44,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
@@ -122,10 +122,24 @@ def demo_data(
     """
     keyword = _keyword(task)
     root = Path(root) if root else cache_root()
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        image, objects = make_image(rng, rotate=task == "obb")
+        return image, "".join(label_row(o, task) + "\n" for o in objects)
+
     folder = root / f"{keyword}-v{VERSION}-{n_train}-{n_val}-seed{seed}"
+    return write_generated(folder, keyword, n_train, n_val, seed, draw, data_yaml(folder, task))
+
+
+def write_generated(folder: Path, keyword: str, n_train: int, n_val: int, seed: int,
+                    draw: Callable[[np.random.Generator], tuple[np.ndarray, str]], yaml_text: str) -> Path:
+    """Write a generated data set into ``folder`` once, atomically (a temporary folder renamed at the end), and return
+    its ``data.yaml``; an existing one is reused. Image ``i`` of a split comes from ``draw`` with the generator
+    ``[seed, offset + i]`` (offset 0 for train, 1,000,000 for val) and returns the BGR image and its label text."""
     yaml_file = folder / "data.yaml"
     if yaml_file.exists():
         return yaml_file
+    root = folder.parent
     root.mkdir(parents=True, exist_ok=True)
     print(f"size_adaptive: generating {keyword} data ({n_train} train, {n_val} val images) in {folder} ...", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
@@ -134,11 +148,10 @@ def demo_data(
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "labels" / split).mkdir(parents=True)
             for i in range(n):
-                image, objects = make_image(np.random.default_rng([seed, offset + i]), rotate=task == "obb")
+                image, rows = draw(np.random.default_rng([seed, offset + i]))
                 cv2.imwrite(str(tmp / "images" / split / f"{i:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                rows = "".join(label_row(o, task) + "\n" for o in objects)
                 (tmp / "labels" / split / f"{i:06d}.txt").write_text(rows)
-        (tmp / "data.yaml").write_text(data_yaml(folder, task))
+        (tmp / "data.yaml").write_text(yaml_text)
         try:
             tmp.rename(folder)
         except OSError:  # another process finished first

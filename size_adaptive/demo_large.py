@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .demo import LARGE_TASKS, NAMES, _background, box, cache_root, data_yaml, label_row, place
+from .demo import LARGE_TASKS, NAMES, _background, box, cache_root, data_yaml, label_row, place, write_generated
 
 VERSION = 1  # bump when the generator's output changes, so caches are not reused across versions
 DEFAULT_SIZE = (16, 8)
@@ -66,32 +64,14 @@ def demo_large_data(n_train: int = DEFAULT_SIZE[0], n_val: int = DEFAULT_SIZE[1]
     keyword = LARGE_KEYWORDS[task]
     root = Path(root) if root else cache_root()
     size_tag = "" if tuple(sides) == IMAGE_SIDES else f"-{sides[0]}x{sides[1]}px"
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        image, objects = make_large_image(rng, task == "obb", sides)
+        scale = image.shape[1::-1]  # (width, height) px
+        return image, "".join(label_row(o, task, scale) + "\n" for o in objects)
+
     folder = root / f"{keyword}-v{VERSION}-{n_train}-{n_val}{size_tag}-seed{seed}"
-    yaml_file = folder / "data.yaml"
-    if yaml_file.exists():
-        return yaml_file
-    root.mkdir(parents=True, exist_ok=True)
-    print(f"size_adaptive: generating {keyword} data ({n_train} train, {n_val} val images) in {folder} ...", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
-    try:
-        for split, n, offset in (("train", n_train, 0), ("val", n_val, 1_000_000)):
-            (tmp / "images" / split).mkdir(parents=True)
-            (tmp / "labels" / split).mkdir(parents=True)
-            for i in range(n):
-                image, objects = make_large_image(np.random.default_rng([seed, offset + i]), task == "obb", sides)
-                cv2.imwrite(str(tmp / "images" / split / f"{i:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                scale = image.shape[1::-1]  # (width, height) px
-                rows = "".join(label_row(o, task, scale) + "\n" for o in objects)
-                (tmp / "labels" / split / f"{i:06d}.txt").write_text(rows)
-        (tmp / "data.yaml").write_text(data_yaml(folder, task))
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first
-            if not yaml_file.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return yaml_file
+    return write_generated(folder, keyword, n_train, n_val, seed, draw, data_yaml(folder, task))
 
 
 def make_large_image(rng: np.random.Generator, rotate: bool = False, sides: tuple[int, int] = IMAGE_SIDES):

@@ -128,11 +128,11 @@ def test_a_genuine_crash_keeps_its_traceback(monkeypatch, tmp_path):
 
 
 def test_p2_names_and_shipped_files_pass_the_checks(tmp_path):
-    from size_adaptive.cli import _check_run
+    from size_adaptive.cli import _check_run, _given
 
-    _check_run(["train", "model=yolo12s-p2.yaml", "data=demo", "epochs=3", "lr0=0.02"], "train")
-    _check_run(["train", "model=yolo12s-p2.yaml", "data=coco8", "epochs=3"], "train")  # a shipped yaml's bare name
-    _check_run(["val", "model=yolo11n.pt", "data=coco8.yaml"], "val")  # downloaded by Ultralytics when needed
+    _check_run(_given(["train", "model=yolo12s-p2.yaml", "data=demo", "epochs=3", "lr0=0.02"]), "train")
+    _check_run(_given(["train", "model=yolo12s-p2.yaml", "data=coco8", "epochs=3"]), "train")  # a bare shipped name
+    _check_run(_given(["val", "model=yolo11n.pt", "data=coco8.yaml"]), "val")  # downloaded by Ultralytics if needed
     from size_adaptive.cli import _with_train_defaults
 
     assert _with_train_defaults(["train", "model=yolo11n-p2.yaml"])[-1] == "data=demo"
