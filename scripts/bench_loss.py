@@ -47,7 +47,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 import torch  # noqa: E402
 
 NC = 10
-# Named settings for --settings: bench variant keys (norm, terms, assign, min_pos, box_nwd) over the defaults.
+# Named settings for --settings: bench variant keys (norm, terms, assign, min_pos, box_nwd, nwd_c, bins) over the
+# defaults.
 SETTINGS = {
     "default": {},
     "size_norm": {"norm": True},
@@ -56,12 +57,19 @@ SETTINGS = {
     "assign_nwd": {"assign": "nwd"},
     "min_pos3": {"min_pos": 3},
     "box_nwd": {"box_nwd": 0.2},
+    "assign_nwd_relative": {"assign": "nwd", "nwd_c": "relative"},
+    "box_nwd_relative": {"box_nwd": 0.2, "nwd_c": "relative"},
+    "assign_nwd_small": {"assign": "nwd_small"},
+    "assign_simd": {"assign": "simd"},
+    "bins_aitod": {"bins": "aitod"},
 }
-VARIANT_DEFAULTS = {"norm": False, "terms": "cls,box,dfl", "assign": "stock", "min_pos": 0, "box_nwd": 0.0}
+VARIANT_DEFAULTS = {"norm": False, "terms": "cls,box,dfl", "assign": "stock", "min_pos": 0, "box_nwd": 0.0,
+                    "nwd_c": "12", "bins": "coco"}
+SIMD_MN = "6.13,4.59"  # SimD's constants for the bench (the published ones; a training run fits its own)
 
 
 def setup(bs: int, imgsz: int, device: str, seed: int = 0, norm: bool = False, terms: str = "cls,box,dfl",
-          assign: str = "stock", min_pos: int = 0, box_nwd: float = 0.0):
+          assign: str = "stock", min_pos: int = 0, box_nwd: float = 0.0, nwd_c: str = "12", bins: str = "coco"):
     """Model, images, batch and the two criteria, all on ``device``."""
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
@@ -91,7 +99,8 @@ def setup(bs: int, imgsz: int, device: str, seed: int = 0, norm: bool = False, t
     }
     settings = SizeSettings.from_dict({"size_space": "input", "size_norm": norm, "size_terms": terms,
                                        "size_assign": assign, "size_min_pos": min_pos, "size_box_nwd": box_nwd,
-                                       "size_nwd_c": 12.0})
+                                       "size_nwd_c": nwd_c, "size_simd_mn": SIMD_MN if assign == "simd" else None,
+                                       "size_bins": bins})
     return model, batch, v8DetectionLoss(model), SizeAdaptiveDetectionLoss(model, settings=settings)
 
 
@@ -155,9 +164,10 @@ def bench(bs: int, imgsz: int, device: str, reps: int, loss_reps: int, clock: st
     return out
 
 
-def _variant_args(norm: bool, terms: str, assign: str, min_pos: int, box_nwd: float) -> list[str]:
+def _variant_args(norm: bool, terms: str, assign: str, min_pos: int, box_nwd: float, nwd_c: str,
+                  bins: str) -> list[str]:
     return ["--size-terms", terms, "--size-assign", assign, "--size-min-pos", str(min_pos), "--size-box-nwd",
-            str(box_nwd)] + (["--size-norm"] if norm else [])
+            str(box_nwd), "--size-nwd-c", str(nwd_c), "--size-bins", bins] + (["--size-norm"] if norm else [])
 
 
 def peak_memory(bs: int, imgsz: int, device: str, **variant) -> dict:
@@ -216,7 +226,7 @@ def measure(bs: int, imgsz: int, device: str, reps: int, loss_reps: int, clock: 
     print(f"bs {bs}, imgsz {imgsz}, {NC} classes on {name}; torch {torch.__version__}; medians of {loss_reps} loss "
           f"calls and {reps} training steps, interleaved, {clock} time; ours with size_norm={variant['norm']} "
           f"size_terms={variant['terms']} size_assign={variant['assign']} size_min_pos={variant['min_pos']} "
-          f"size_box_nwd={variant['box_nwd']}", flush=True)
+          f"size_box_nwd={variant['box_nwd']} size_nwd_c={variant['nwd_c']} size_bins={variant['bins']}", flush=True)
     t = bench(bs, imgsz, device, reps, loss_reps, clock, **variant)
     mem = peak_memory(bs, imgsz, device, **variant) if reps else {"stock": float("nan"), "ours": float("nan")}
     unit = "allocated on the GPU" if cuda else "peak RSS of a fresh process"
@@ -255,10 +265,13 @@ def main() -> None:
                         "(default: events on CUDA, cpu on CPU)")
     p.add_argument("--size-norm", action="store_true", help="measure size_norm=True")
     p.add_argument("--size-terms", default="cls,box,dfl", help="size_terms of the measured loss (default cls,box,dfl)")
-    p.add_argument("--size-assign", default="stock", choices=("stock", "fixed", "nwd"),
-                   help="size_assign (default stock)")
+    p.add_argument("--size-assign", default="stock", choices=("stock", "fixed", "nwd", "nwd_small", "simd"),
+                   help=f"size_assign (default stock; simd with m, n = {SIMD_MN})")
     p.add_argument("--size-min-pos", type=int, default=0, help="size_min_pos (default 0)")
-    p.add_argument("--size-box-nwd", type=float, default=0.0, help="size_box_nwd (default 0; NWD's C is 12 px)")
+    p.add_argument("--size-box-nwd", type=float, default=0.0, help="size_box_nwd (default 0)")
+    p.add_argument("--size-nwd-c", default="12", help="size_nwd_c: px or 'relative' (default 12)")
+    p.add_argument("--size-bins", default="coco", choices=("coco", "aitod"),
+                   help="size_bins: the diagnostics' counts (aitod: two more bins; default coco)")
     p.add_argument("--settings", type=_setting_names, default=None,
                    help=f"measure these named settings instead of the --size-* options: 'each' or a comma list of "
                         f"{', '.join(SETTINGS)}")
@@ -266,7 +279,7 @@ def main() -> None:
     p.add_argument("--child", choices=("stock", "ours"), help=argparse.SUPPRESS)
     a = p.parse_args()
     variant = {"norm": a.size_norm, "terms": a.size_terms, "assign": a.size_assign, "min_pos": a.size_min_pos,
-               "box_nwd": a.size_box_nwd}
+               "box_nwd": a.size_box_nwd, "nwd_c": a.size_nwd_c, "bins": a.size_bins}
     if a.child:
         return child(a.child, a.bs[0], a.imgsz, a.device, **variant)
     cuda = a.device.startswith("cuda")
@@ -290,10 +303,10 @@ def main() -> None:
                 print(f"\n== bs {bs}, setting {setting} ==", flush=True)
             results.append({"setting": setting, **measure(bs, a.imgsz, a.device, reps, loss_reps, clock, v)})
     if len(results) > 1:
-        print(f"\n{'bs':>4s}  {'setting':14s}{'loss':>8s}{'step':>8s}{'derived':>9s}{'peak':>8s}  "
+        print(f"\n{'bs':>4s}  {'setting':20s}{'loss':>8s}{'step':>8s}{'derived':>9s}{'peak':>8s}  "
               "(ratios ours / stock)")
         for r in results:
-            print(f"{r['bs']:4d}  {r['setting']:14s}{r['loss']['ratio']:8.3f}{r['step']['ratio']:8.3f}"
+            print(f"{r['bs']:4d}  {r['setting']:20s}{r['loss']['ratio']:8.3f}{r['step']['ratio']:8.3f}"
                   f"{r['step_derived_ratio']:9.3f}{r['memory']['ratio']:8.3f}")
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:

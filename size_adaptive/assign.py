@@ -16,8 +16,16 @@ best overlap. Each lever of ``SizeAssigner`` wraps one of those units:
   goes to the claimant with the highest overlap (on a tie, the nearest centre: the best ranked), and YOLO26's top-k2
   keeps each object's best-ranked positives. Both rules are upstream's unit, so this lever replaces it on the pairs
   (``_select_claimants``) rather than calling it: its dense contest step would then have nothing to do, at a cost.
-- ``nwd`` (``iou_calculation``): ``fixed``, with NWD (C in network-input px) instead of CIoU (ProbIoU for OBB) as the
-  overlap, in the metric and in the target-score normalisation; NWD is never zero.
+- ``nwd`` (``iou_calculation``): ``fixed``, with NWD (C in network-input px, or C = k·sqrt(w·h) of each object with
+  ``size_nwd_c=relative``) instead of CIoU (ProbIoU for OBB) as the overlap, in the metric and in the target-score
+  normalisation; NWD is never zero.
+- ``nwd_small`` (``iou_calculation``): ``fixed``, with NWD as the overlap of the objects of the small bucket (side
+  sqrt(w·h) below the small/medium threshold in network-input px, as the weighting) and upstream's CIoU (ProbIoU) for
+  the others. Each object's metric and target scores use its own overlap. A contested anchor
+  (``resolve_contests``) goes to a claimant of the small bucket first, so that NWD and CIoU values are never
+  compared with each other; among claimants of one bucket, the highest overlap (one measure), then the best rank.
+- ``simd`` (``iou_calculation``): ``fixed``, with SimD (``size_adaptive.simd``, constants m, n fitted by the trainer
+  on the training labels) as the overlap; axis-aligned boxes only (refused for OBB).
 - ``size_min_pos=k`` (``select_highest_overlaps``, after the above): an object with fewer than k positives gets free
   anchors (positive for no object) from its region, best ranked first, up to k; the one-to-one branch (``topk2`` 1) is
   capped at 1. An object without a free anchor in its region stays short.
@@ -36,7 +44,8 @@ Cost: the distances, ranks, contests and top-up are computed on the N candidate 
 lists anyway (``nonzero``, its own host sync), not on every (object, anchor) pair; what stays dense is one fill of the
 rank keys, upstream's top-k of them and the column max of ``mask_pos``. No host sync of ours; upstream's shapes.
 YOLO26 segment and pose (``SegTaskAlignedAssigner``, ``PoseTaskAlignedAssigner``) mix mask IoU or keypoint OKS into
-the overlap: ``fixed`` and ``size_min_pos`` work there, ``nwd`` is refused by name (``check_assigner``).
+the overlap: ``fixed`` and ``size_min_pos`` work there, ``nwd``, ``nwd_small`` and ``simd`` are refused by name
+(``check_assigner``).
 
 Shapes (Ultralytics names): ``align_metric``, ``overlaps``, ``mask_pos`` (bs, n_max_boxes, num_anchors);
 ``anc_points`` (num_anchors, 2) px; ``gt_bboxes`` (bs, n_max_boxes, 4) xyxy px (OBB: 5, xywhr); the candidate pairs
@@ -55,7 +64,8 @@ from ultralytics.utils.tal import (
     TaskAlignedAssigner,
 )
 
-from .nwd import nwd
+from .nwd import nwd, relative_c
+from .simd import simd
 
 _FAR = float("-inf")  # the rank of an anchor outside an object's region
 
@@ -71,11 +81,15 @@ class Candidates:
         indices: (batch, object, anchor) index tensors of the candidate pairs, (N,) each, each pair once; ``None``
             until upstream's ``get_box_metrics`` has listed them.
         distances: (N,) px, float32: each pair's anchor to its object's centre (``pair_centre_distances``).
+        small_side: the small/medium threshold, px (``nwd_small`` only; else ``None``).
+        small: (N,) bool, each pair's object in the small bucket (``nwd_small`` only; else ``None``).
     """
 
     anc_points: torch.Tensor
     indices: tuple | None = None
     distances: torch.Tensor | None = None
+    small_side: float | None = None
+    small: torch.Tensor | None = None
 
     def add_pairs(self, indices: tuple, gt_bboxes: torch.Tensor) -> None:
         """Record the call's candidate pairs ``indices`` and their distances; ``gt_bboxes`` (bs, n_max_boxes, 4|5)."""
@@ -84,6 +98,8 @@ class Candidates:
         b, g, a = indices
         boxes = gt_bboxes.reshape(-1, gt_bboxes.shape[-1]).index_select(0, b * gt_bboxes.shape[1] + g)  # (N, 4|5)
         self.indices, self.distances = indices, pair_centre_distances(self.anc_points.index_select(0, a), boxes)
+        if self.small_side is not None:
+            self.small = is_small(boxes, self.small_side)
 
     def ranks(self, align_metric: torch.Tensor, dense: bool = False) -> tuple:
         """``candidate_ranks`` of the recorded pairs under ``align_metric``: (dense ranks or ``None``, pair ranks)."""
@@ -98,19 +114,25 @@ class SizeAssigner:
     ``size_min_pos`` top-up). ``_forward`` and ``pair_overlaps`` keep the call's record (``Candidates``).
 
     Attributes (set by ``patch_assigner``):
-        size_mode: ``"stock"``, ``"fixed"`` or ``"nwd"``.
+        size_mode: ``"stock"``, ``"fixed"``, ``"nwd"``, ``"nwd_small"`` or ``"simd"``.
         size_min_pos: positives to top each object up to (0: off).
-        size_nwd_input_c: NWD's C in network-input px, as the trainer resolved it (``nwd`` only).
+        size_nwd_input_c: NWD's C in network-input px, as the trainer resolved it (``nwd``, ``nwd_small``; ``None``
+            with ``size_nwd_k``).
+        size_nwd_k: k of the relative C = k·sqrt(w·h) of each object (``size_nwd_c=relative``), else ``None``.
+        size_small_side: the small/medium threshold in network-input px (``nwd_small``).
+        size_simd_mn: SimD's (m, n) (``simd``).
     """
 
-    size_mode, size_min_pos, size_nwd_input_c = "stock", 0, None
-    nwd_refusal: str | None = None  # the model named when size_assign=nwd is refused (its overlap is not a box overlap)
+    size_mode, size_min_pos, size_nwd_input_c, size_nwd_k = "stock", 0, None, None
+    size_small_side: float | None = None
+    size_simd_mn: tuple[float, float] | None = None
+    refused: dict[str, str] = {}  # size_assign mode -> the model it is refused for, and why (``check_assigner``)
     _call: Candidates | None = None  # the record of the call in progress: an instance attribute only inside _forward
 
     def _forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra):
         """``TaskAlignedAssigner._forward`` (8.4.190) with a fresh record of the call, deleted when it returns or
         raises (upstream's out-of-memory retry calls this once per image: one record each)."""
-        self._call = Candidates(anc_points)
+        self._call = Candidates(anc_points, small_side=self.size_small_side if self.size_mode == "nwd_small" else None)
         try:
             return super()._forward(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
         finally:
@@ -125,10 +147,18 @@ class SizeAssigner:
         return super().pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
 
     def iou_calculation(self, gt_bboxes, pd_bboxes):
-        """NWD (``nwd``) or upstream's clamped CIoU/ProbIoU (``TaskAlignedAssigner.iou_calculation``, 8.4.190)."""
-        if self.size_mode == "nwd":
-            return nwd(gt_bboxes, pd_bboxes, self.size_nwd_input_c).to(pd_bboxes.dtype)  # (N,)
-        return super().iou_calculation(gt_bboxes, pd_bboxes)
+        """NWD (``nwd``), SimD (``simd``), NWD for small objects and CIoU/ProbIoU for the rest (``nwd_small``), or
+        upstream's clamped CIoU/ProbIoU (``TaskAlignedAssigner.iou_calculation``, 8.4.190); (N,) pairs."""
+        if self.size_mode == "simd":
+            return simd(gt_bboxes, pd_bboxes, *self.size_simd_mn).to(pd_bboxes.dtype)
+        if self.size_mode not in ("nwd", "nwd_small"):
+            return super().iou_calculation(gt_bboxes, pd_bboxes)
+        c = self.size_nwd_input_c if self.size_nwd_k is None else relative_c(gt_bboxes, self.size_nwd_k)
+        overlap = nwd(gt_bboxes, pd_bboxes, c).to(pd_bboxes.dtype)
+        if self.size_mode == "nwd_small":
+            overlap = torch.where(is_small(gt_bboxes, self.size_small_side), overlap,
+                                  super().iou_calculation(gt_bboxes, pd_bboxes))
+        return overlap
 
     def select_topk_candidates(self, metrics, topk_mask=None):
         """``TaskAlignedAssigner.select_topk_candidates`` (8.4.190) of the rank keys (``fixed``, ``nwd``): upstream's
@@ -166,7 +196,7 @@ class SizeAssigner:
         without).
         """
         pair_overlaps = overlaps.reshape(-1).index_select(0, flat_pairs(call.indices, overlaps.shape)[0])  # (N,)
-        mask_pos = resolve_contests(mask_pos, call.indices, pair_overlaps, pair_ranks)
+        mask_pos = resolve_contests(mask_pos, call.indices, pair_overlaps, pair_ranks, first=call.small)
         if self.topk2 != self.topk:
             ranks = call.ranks(align_metric, dense=True)[0]  # (bs, n_max_boxes, num_anchors)
             top = torch.where(mask_pos.bool(), ranks, _FAR).topk(self.topk2, dim=-1).indices
@@ -186,6 +216,13 @@ class SizeAssigner:
             raise RuntimeError("SizeAssigner: no candidate pairs of a current call (a lever ran outside _forward, or "
                                "upstream no longer lists them through pair_overlaps first: see tests/test_assign.py)")
         return self._call
+
+
+def is_small(gt_bboxes: torch.Tensor, small_side: float) -> torch.Tensor:
+    """(N,) bool: boxes (N, 4) xyxy or (N, 5) xywhr px whose side sqrt(w·h) is below ``small_side`` px: the small
+    bucket of the weighting (``weighting.size_buckets``), from the area."""
+    wh = gt_bboxes[:, 2:4] - gt_bboxes[:, :2] if gt_bboxes.shape[-1] == 4 else gt_bboxes[:, 2:4]
+    return (wh[:, 0] * wh[:, 1]).float() < small_side**2
 
 
 def pair_centre_distances(anc_points: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
@@ -256,16 +293,18 @@ def _first_best(slot: torch.Tensor, keys: list, g: torch.Tensor, slots: int, n: 
 
 
 def resolve_contests(mask_pos: torch.Tensor, pairs: tuple, pair_overlaps: torch.Tensor,
-                     pair_ranks: torch.Tensor) -> torch.Tensor:
+                     pair_ranks: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
     """An anchor claimed by several objects goes to the claimant with the highest overlap, on a tie (all 0, say) the
-    best ranked (nearest centre), then the lowest object index; never to an object that did not claim it. Computed
-    over the candidate pairs, which hold every positive.
+    best ranked (nearest centre), then the lowest object index; never to an object that did not claim it. With
+    ``first``, the claimants it flags come before all others (``nwd_small``: the small objects, so that their NWD is
+    only compared with NWD). Computed over the candidate pairs, which hold every positive.
 
     Args:
         mask_pos: (bs, n_max_boxes, num_anchors) 0/1, positive only at candidate pairs.
         pairs: (batch, object, anchor) index tensors of the candidate pairs, (N,) each, each pair once.
         pair_overlaps: (N,) the assigner's overlaps at the pairs.
         pair_ranks: (N,) their ranks (``candidate_ranks``).
+        first: optional (N,) bool, the pairs whose object takes precedence.
 
     Returns:
         (bs, n_max_boxes, num_anchors) 0/1 of ``mask_pos``'s dtype, at most one object per anchor.
@@ -275,7 +314,10 @@ def resolve_contests(mask_pos: torch.Tensor, pairs: tuple, pair_overlaps: torch.
     flat, anchor = flat_pairs(pairs, mask_pos.shape)
     claimed = mask_pos.reshape(-1).index_select(0, flat).bool()  # (N,)
     claims = torch.zeros(bs * na, dtype=torch.int32, device=anchor.device).scatter_add_(0, anchor, claimed.int())
-    won = _first_best(anchor, [torch.where(claimed, pair_overlaps.float(), _FAR), pair_ranks.float()], g, bs * na, n)
+    keys = [pair_overlaps.float(), pair_ranks.float()] if first is None else [first.float(), pair_overlaps.float(),
+                                                                             pair_ranks.float()]
+    keys[0] = torch.where(claimed, keys[0], _FAR)
+    won = _first_best(anchor, keys, g, bs * na, n)
     keep = claimed & ((claims.index_select(0, anchor) == 1) | won)
     out = mask_pos.clone(memory_format=torch.contiguous_format)
     return out.view(-1).index_copy_(0, flat, keep.to(mask_pos.dtype)).view_as(mask_pos)
@@ -329,21 +371,28 @@ class SizeTaskAlignedAssigner(SizeAssigner, TaskAlignedAssigner):
 
 class SizeRotatedTaskAlignedAssigner(SizeAssigner, RotatedTaskAlignedAssigner):
     """``RotatedTaskAlignedAssigner`` with the size levers (OBB): xywhr boxes, ProbIoU overlap, or NWD of the rotated
-    Gaussians (``nwd``); the distances are to the boxes' centres."""
+    Gaussians (``nwd``, ``nwd_small``); the distances are to the boxes' centres. ``simd`` is refused: SimD is
+    defined on axis-aligned boxes."""
+
+    refused = {"simd": "OBB (SimD is defined on axis-aligned boxes)"}
 
 
 class SizeSegTaskAlignedAssigner(SizeAssigner, SegTaskAlignedAssigner):
-    """``SegTaskAlignedAssigner`` with the size levers (YOLO26 segment): ``fixed`` and ``size_min_pos``; ``nwd`` is
-    refused, as NWD would replace only the box part of an overlap that mixes in mask IoU."""
+    """``SegTaskAlignedAssigner`` with the size levers (YOLO26 segment): ``fixed`` and ``size_min_pos``; ``nwd``,
+    ``nwd_small`` and ``simd`` are refused, as they would replace only the box part of an overlap that mixes in mask
+    IoU."""
 
-    nwd_refusal = "YOLO26 segment (its overlap mixes in mask IoU)"
+    refused = dict.fromkeys(("nwd", "nwd_small", "simd"), "YOLO26 segment (its overlap mixes in mask IoU; these "
+                            "replace a box overlap only)")
 
 
 class SizePoseTaskAlignedAssigner(SizeAssigner, PoseTaskAlignedAssigner):
-    """``PoseTaskAlignedAssigner`` with the size levers (YOLO26 pose): ``fixed`` and ``size_min_pos``; ``nwd`` is
-    refused, as the overlap is keypoint OKS (the box IoU only for objects without visible keypoints)."""
+    """``PoseTaskAlignedAssigner`` with the size levers (YOLO26 pose): ``fixed`` and ``size_min_pos``; ``nwd``,
+    ``nwd_small`` and ``simd`` are refused, as the overlap is keypoint OKS (the box IoU only for objects without
+    visible keypoints)."""
 
-    nwd_refusal = "YOLO26 pose (its overlap is keypoint OKS)"
+    refused = dict.fromkeys(("nwd", "nwd_small", "simd"), "YOLO26 pose (its overlap is keypoint OKS; these replace "
+                            "a box overlap only)")
 
 
 SIZE_ASSIGNERS: dict[type, type] = {  # upstream assigner class -> ours; exact types
@@ -362,41 +411,52 @@ def max_positives(assigner: torch.nn.Module, n_objects: int) -> int:
     return n_objects * assigner.topk
 
 
-def _check_nwd(size_class: type, mode: str) -> None:
-    """The refusal of ``size_assign=nwd`` for an assigner whose overlap is not a box overlap (``nwd_refusal``)."""
-    if mode == "nwd" and size_class.nwd_refusal:
-        raise ValueError(
-            f"size_assign: expected stock or fixed for {size_class.nwd_refusal}; got nwd (NWD replaces a box overlap "
-            "only)"
-        )
+def _check_mode(size_class: type, mode: str) -> None:
+    """The refusal of a ``size_assign`` mode that ``size_class`` does not take (``SizeAssigner.refused``)."""
+    if mode in size_class.refused:
+        from .settings import ASSIGNERS
+
+        allowed = [m for m in ASSIGNERS if m not in size_class.refused]
+        raise ValueError(f"size_assign: expected one of {', '.join(allowed)} for {size_class.refused[mode]}; got "
+                         f"{mode}")
 
 
 def check_assigner(assigner: torch.nn.Module, mode: str) -> None:
-    """Refuse ``size_assign=nwd`` for an assigner whose overlap is not a box overlap (``ValueError`` naming it)."""
+    """Refuse a ``size_assign`` mode the assigner does not take (NWD and SimD where the overlap is not a box overlap,
+    SimD on rotated boxes): a ``ValueError`` naming it."""
     base = type(assigner)
     if base not in SIZE_ASSIGNERS:
         raise ValueError(
             f"size_assign: expected an assigner of {', '.join(b.__name__ for b in SIZE_ASSIGNERS)}; got "
             f"{base.__name__}"
         )
-    _check_nwd(SIZE_ASSIGNERS[base], mode)
+    _check_mode(SIZE_ASSIGNERS[base], mode)
 
 
 def check_model_assign(model: torch.nn.Module, mode: str) -> None:
-    """Refuse ``size_assign=nwd`` for a model whose head trains with a mask- or keypoint-overlap assigner (YOLO26
-    segment and pose), before a trainer is built: the same ``ValueError`` as ``check_assigner``."""
-    from ultralytics.nn.modules.head import Pose26, Segment26
+    """Refuse a ``size_assign`` mode for a model whose head trains with an assigner that does not take it (YOLO26
+    segment and pose: a mask- or keypoint-overlap; OBB: rotated boxes), before a trainer is built: the same
+    ``ValueError`` as ``check_assigner``."""
+    from ultralytics.nn.modules.head import OBB, Pose26, Segment26
 
     head = model.model[-1] if hasattr(model, "model") else None
-    for cls, assigner in ((Segment26, SegTaskAlignedAssigner), (Pose26, PoseTaskAlignedAssigner)):
+    for cls, assigner in ((Segment26, SegTaskAlignedAssigner), (Pose26, PoseTaskAlignedAssigner),
+                          (OBB, RotatedTaskAlignedAssigner)):
         if isinstance(head, cls):
-            _check_nwd(SIZE_ASSIGNERS[assigner], mode)
+            _check_mode(SIZE_ASSIGNERS[assigner], mode)
+            return
 
 
-def patch_assigner(assigner: torch.nn.Module, mode: str, min_pos: int,
-                   nwd_input_c: float | None) -> torch.nn.Module:
-    """Turn a stock assigner into its ``SizeAssigner`` counterpart in place (same attributes) and return it."""
+def patch_assigner(assigner: torch.nn.Module, mode: str, min_pos: int, nwd_input_c: float | None,
+                   nwd_k: float | None = None, small_side: float | None = None,
+                   simd_mn: tuple[float, float] | None = None) -> torch.nn.Module:
+    """Turn a stock assigner into its ``SizeAssigner`` counterpart in place (same attributes) and return it; the
+    arguments are the ``SizeAssigner`` attributes of the same names (``size_*``)."""
     check_assigner(assigner, mode)
+    needed = {"nwd_small": ("small_side", small_side), "simd": ("simd_mn", simd_mn)}.get(mode)
+    if needed and needed[1] is None:
+        raise ValueError(f"size_assign: {mode} needs {needed[0]} (resolved by SizeAdaptiveTrainer); got None")
     assigner.__class__ = SIZE_ASSIGNERS[type(assigner)]
     assigner.size_mode, assigner.size_min_pos, assigner.size_nwd_input_c = mode, min_pos, nwd_input_c
+    assigner.size_nwd_k, assigner.size_small_side, assigner.size_simd_mn = nwd_k, small_side, simd_mn
     return assigner

@@ -41,6 +41,9 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
   Assignment and box term (train; defaults are stock):
 {assignment}
 
+  Per-size evaluation (train, val):
+{evaluation}
+
   What to try first on aerial data: size_terms=box,dfl, and a P2 head (model=yolo11n-p2.yaml) with
   'yolo-sa compare' against stock; the default rule has not lifted mAP small on real aerial data.
 
@@ -65,7 +68,7 @@ yolo-sa: Ultralytics 'yolo' with size-adaptive loss weighting.
 
   The stock 'yolo' help follows.
 """.format(weighting="\n".join(help_lines("weighting")),
-           assignment="\n".join(help_lines("assignment")))
+           assignment="\n".join(help_lines("assignment")), evaluation="\n".join(help_lines("evaluation")))
 
 
 COMMANDS = {"tile": ".tile", "advise": ".advise"}  # yolo-sa MODE key=value ...: the module's run(**keys)
@@ -274,8 +277,9 @@ def _check_run(given: dict, mode: str | None) -> None:
         if "data" not in given:
             given["data"] = _demo_data_for(given)
     check_run_args(given, mode or "")
-    if size and mode != "train":
-        LOGGER.warning(f"size_* settings only act in training; ignored here: {sorted(size)}")
+    ignored = sorted(k for k in size if not (k == "size_bins" and mode == "val"))  # val reports mAP in size_bins
+    if ignored and mode != "train":
+        LOGGER.warning(f"size_* settings only act in training; ignored here: {ignored}")
 
 
 @contextlib.contextmanager

@@ -216,7 +216,8 @@ def compare(
             LOGGER.info(f"{PREFIX} [{i}/{len(steps)}] {arm.name} seed {seed}: whole images, {how} at imgsz "
                         f"{args['imgsz']}")
             runs[arm.name][seed]["metrics"].update(
-                evaluate(folder / f"{arm.name}-seed{seed}", args["data"], args["imgsz"], arm.slice, arm.slice_whole))
+                evaluate(folder / f"{arm.name}-seed{seed}", args["data"], args["imgsz"], arm.slice, arm.slice_whole,
+                         bins=plan.settings.bins))
 
     report = summarise(
         runs, plan.seeds, definitions={a.name: a.describe() for a in plan.arms}, common_args=plan.common,
@@ -247,7 +248,7 @@ def _train_or_reuse(folder: Path, arm: Arm, seed: int, args: dict, plan: Plan, s
 
         trainee = YOLO(args["model"])
         observe_assignment(trainee, plan.settings)  # size_diagnostics.csv; the training stays stock
-        per_size_in_stock_training(trainee)  # mAP per size for segment, pose and OBB (detect has it already)
+        per_size_in_stock_training(trainee, plan.settings.bins)  # segment, pose, OBB (detect has COCO's already)
     else:
         from .model import YOLO
 

@@ -44,10 +44,18 @@ from ultralytics.utils.loss import (
 
 from .assign import max_positives as assigner_max_positives
 from .assign import patch_assigner
-from .diagnostics import assignment_counts, new_counts
-from .nwd import nwd
+from .diagnostics import AITOD_COLUMN, assignment_counts, new_counts
+from .nwd import nwd, relative_c
 from .settings import SizeSettings
-from .weighting import anchor_scores, balance_weights, box_areas, bucket_weights, rotated_box_areas, size_buckets
+from .weighting import (
+    aitod_thresholds,
+    anchor_scores,
+    balance_weights,
+    box_areas,
+    bucket_weights,
+    rotated_box_areas,
+    size_buckets,
+)
 
 
 def ciou(pd_bboxes: torch.Tensor, target_bboxes: torch.Tensor) -> torch.Tensor:
@@ -73,7 +81,7 @@ class SizeAdaptiveLoss:
     Attributes:
         anchor_weights: (bs, num_anchors) weights of the latest call (``size_norm`` factor included).
         size_counts: (5, 3) assignment counts per size bucket since the last ``reset_size_counts()``
-            (``diagnostics``), accumulated on the device.
+            (``diagnostics``; (5, 6) with ``size_bins=aitod``), accumulated on the device.
     """
 
     box_areas: Callable[[torch.Tensor], torch.Tensor] = staticmethod(box_areas)  # of target_bboxes and gt_bboxes
@@ -91,18 +99,24 @@ class SizeAdaptiveLoss:
         self.size_thresholds = torch.tensor(self.settings.input_thresholds, device=self.device)  # (2,) px
         self.size_weights = torch.tensor(self.settings.weights, device=self.device)  # (3,)
         self.anchor_weights, self.max_fg = None, None
-        self.size_counts = new_counts(self.device)
+        self.size_counts = new_counts(self.device, self.settings.bins)
+        self.size_tiny_thresholds = size_tiny_thresholds(self.settings, self.device)  # (2,) px, or None (coco)
         terms, s = self.settings.terms, self.settings
-        if s.uses_nwd and s.nwd_input_c is None:
+        if s.uses_nwd and s.nwd_input_c is None and not s.nwd_relative:
             raise ValueError(
                 "size_nwd_c: expected C in network-input px (a number, or 'auto' resolved by SizeAdaptiveTrainer); got "
                 "an unresolved 'auto'"
             )
+        if s.assign == "simd" and s.simd_mn is None:
+            raise ValueError("size_simd_mn: expected SimD's constants m, n (fitted on the training labels by "
+                             "SizeAdaptiveTrainer); got None")
+        nwd_k = s.nwd_k if s.nwd_relative else None
         if s.patches_assigner:
-            patch_assigner(self.assigner, s.assign, s.min_pos, s.nwd_input_c)
+            patch_assigner(self.assigner, s.assign, s.min_pos, s.nwd_input_c, nwd_k=nwd_k,
+                           small_side=s.input_thresholds[0], simd_mn=s.simd_mn)
         self.assigner = AfterAssign(self.assigner, self.weigh)
         if s.box_nwd > 0:
-            self.bbox_loss = _NWDBlendBboxLoss(self.bbox_loss, s.box_nwd, s.nwd_input_c, self)
+            self.bbox_loss = _NWDBlendBboxLoss(self.bbox_loss, s.box_nwd, s.nwd_input_c, self, nwd_k=nwd_k)
         if "cls" in terms:
             self.bce = _AnchorWeightedBCE(self.bce, self)
         if "box" in terms or "dfl" in terms:
@@ -119,7 +133,8 @@ class SizeAdaptiveLoss:
         w = bucket_weights(bucket, fg_mask, self.size_weights)  # (bs, num_anchors)
         self.max_fg = max_positives(self, gt_bboxes)  # also for the NWD box term, which runs after this call
         score = count_call(self.size_counts, type(self), self.size_thresholds, self.max_fg, pd_bboxes, gt_bboxes,
-                           mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)
+                           mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx,
+                           self.size_tiny_thresholds)
         if self.settings.norm:
             w = balance_weights(w, fg_mask, score)
         self.anchor_weights = w
@@ -191,9 +206,10 @@ class _NWDBlendBboxLoss(nn.Module):
     bound, as for the diagnostics; slots left over weigh 0), so its shape does not depend on the data (no host sync).
     """
 
-    def __init__(self, bbox_loss: nn.Module, r: float, nwd_input_c: float, owner: SizeAdaptiveLoss):
+    def __init__(self, bbox_loss: nn.Module, r: float, nwd_input_c: float | None, owner: SizeAdaptiveLoss,
+                 nwd_k: float | None = None):
         super().__init__()
-        self.inner, self.r, self.nwd_input_c, self.owner = bbox_loss, r, nwd_input_c, owner
+        self.inner, self.r, self.nwd_input_c, self.owner, self.nwd_k = bbox_loss, r, nwd_input_c, owner, nwd_k
 
     def forward(self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum,
                 fg_mask, imgsz, stride):
@@ -201,15 +217,17 @@ class _NWDBlendBboxLoss(nn.Module):
                               fg_mask, imgsz, stride)
         weight = target_scores.sum(-1) * fg_mask  # (bs, num_anchors), 0 on background
         # W2 scales with the boxes' lengths (the angle does not), so NWD of the px boxes is NWD of the grid-unit boxes
-        # with C / stride: no conversion of the boxes
-        c = self.nwd_input_c / stride.squeeze(-1)  # (num_anchors,) C in grid units
+        # with C / stride: no conversion of the boxes. A relative C (k·sqrt(w·h) of the target) scales with them.
+        c = None if self.nwd_k else self.nwd_input_c / stride.squeeze(-1)  # (num_anchors,) C in grid units
         bound = self.owner.max_fg
         if bound is None or bound >= fg_mask.numel():
-            similarity = nwd(pred_bboxes, target_bboxes, c)  # (bs, num_anchors)
+            pred, target = pred_bboxes, target_bboxes  # (bs, num_anchors, 4|5)
         else:
             at, valid = _foreground_slots(fg_mask, bound)
             weight = _pick(weight, at) * valid  # the slots left weigh 0
-            similarity = nwd(_pick(pred_bboxes, at), _pick(target_bboxes, at), c.index_select(0, at % c.shape[0]))
+            pred, target = _pick(pred_bboxes, at), _pick(target_bboxes, at)
+            c = None if c is None else c.index_select(0, at % c.shape[0])
+        similarity = nwd(pred, target, relative_c(target, self.nwd_k) if c is None else c)
         box_nwd = ((1.0 - similarity) * weight).sum() / target_scores_sum
         return (1.0 - self.r) * box + self.r * box_nwd, dfl
 
@@ -247,12 +265,25 @@ def max_positives(loss, gt_bboxes: torch.Tensor) -> int:
     return assigner_max_positives(getattr(loss.assigner, "inner", loss.assigner), bs * n_max_boxes)
 
 
+def size_tiny_thresholds(settings: SizeSettings, device=None) -> torch.Tensor | None:
+    """AI-TOD's very tiny/tiny and tiny/small edges (8 and 16 px original) in network-input px for
+    ``size_bins=aitod`` (the factor of the resolved thresholds); None for ``coco``."""
+    if settings.bins == "coco":
+        return None
+    return torch.tensor(aitod_thresholds(settings.thresholds, settings.input_thresholds), device=device)  # (2,) px
+
+
 def count_call(counts: torch.Tensor, loss_class: type, thresholds: torch.Tensor, bound: int, pd_bboxes, gt_bboxes,
-               mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx) -> torch.Tensor:
+               mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx,
+               tiny_thresholds: torch.Tensor | None = None) -> torch.Tensor:
     """Count one assigner call per size bucket into ``counts`` from its inputs and outputs (``AfterAssign``'s hook
     arguments), with the box area and overlap of ``loss_class`` (a ``SizeAdaptiveLoss``); return the (bs,
-    num_anchors) target scores. The size-adaptive loss (``weigh``) and the stock observer count the same way."""
-    gt_bucket = size_buckets(loss_class.box_areas(gt_bboxes), thresholds)  # (bs, n_max_boxes)
+    num_anchors) target scores. The size-adaptive loss (``weigh``) and the stock observer count the same way.
+    With ``tiny_thresholds`` (``size_tiny_thresholds``; ``counts`` (5, 6)) each object also counts in its AI-TOD bin."""
+    areas = loss_class.box_areas(gt_bboxes)  # (bs, n_max_boxes) px²
+    gt_bucket = size_buckets(areas, thresholds)  # (bs, n_max_boxes)
+    if tiny_thresholds is not None:  # its AI-TOD column too: very tiny, tiny, or the unshown 16 px and above
+        gt_bucket = torch.stack((gt_bucket, size_buckets(areas, tiny_thresholds) + AITOD_COLUMN), -1)  # (.., 2)
     score = anchor_scores(target_scores, target_labels)  # (bs, num_anchors)
     count_assignment(counts, loss_class.box_overlap, gt_bucket, mask_gt, pd_bboxes, target_bboxes, fg_mask,
                      target_gt_idx, score, bound)
@@ -275,7 +306,8 @@ def count_assignment(counts: torch.Tensor, overlap: Callable, gt_bucket: torch.T
     at, valid = _foreground_slots(fg_mask, bound)
     pick = [_pick(t, at).unsqueeze(0) for t in (target_gt_idx, score, pd_bboxes, target_bboxes)]  # (1, bound, ...)
     obj = at // fg_mask.shape[-1] * gt_bucket.shape[1] + pick[0]  # (1, bound) the object, over the batch
-    return assignment_counts(gt_bucket.reshape(1, -1), mask_gt.reshape(1, -1, 1), valid.unsqueeze(0), obj, pick[1],
+    gt_bucket = gt_bucket.reshape(1, -1, *gt_bucket.shape[2:])  # (1, bs * n_max_boxes[, k])
+    return assignment_counts(gt_bucket, mask_gt.reshape(1, -1, 1), valid.unsqueeze(0), obj, pick[1],
                              overlap(pick[2], pick[3]), out=counts)
 
 

@@ -57,12 +57,28 @@ class YOLO(_UltralyticsYOLO):
 
     def val(self, validator=None, **kwargs: Any):
         """``Model.val`` with ``save_json=True`` by default for the box tasks (mAP per size) and the demo keywords
-        resolved."""
+        resolved; ``size_bins=aitod`` reports AI-TOD's very tiny and tiny bins too (our validator of the task, with
+        that ``size_bins``)."""
+        bins = _val_bins(kwargs.pop("size_bins", "coco"), self.task)
         if self.task in VALIDATORS:
             kwargs.setdefault("save_json", True)
         if "data" in kwargs:
             kwargs["data"] = resolve_data(kwargs["data"])
+        if bins != "coco":
+            base = validator or VALIDATORS[self.task]
+            validator = type(base.__name__, (base,), {"size_bins": bins})
         return super().val(validator=validator, **kwargs)
+
+
+def _val_bins(value: Any, task: str) -> str:
+    """``size_bins`` of a validation: parsed (a ``ValueError`` naming the key), and only for the box tasks."""
+    from .settings import SizeSettings
+
+    bins = SizeSettings.from_dict({"size_bins": value}).bins
+    if bins != "coco" and task not in VALIDATORS:
+        raise ValueError(f"size_bins: expected 'coco' for a {task} model (per-size mAP is for {', '.join(VALIDATORS)} "
+                         f"models); got {value!r}")
+    return bins
 
 
 def _check_assign(model: Any, kwargs: dict) -> None:

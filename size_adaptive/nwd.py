@@ -9,6 +9,11 @@ C is a length in the boxes' unit. We always compute in network-input px, whateve
 forks that copy C = 12.8 apply it to stride-divided boxes, where it means about 102 px at stride 8 and 410 px at
 stride 32.
 
+One C for every object is biased against large ones: a 10 px offset reads the same on a 4 px and on a 100 px box.
+``relative_c`` makes C the object's own size, C = k · sqrt(w·h) of the ground-truth box (``size_nwd_c=relative``,
+``size_nwd_k``): NWD = exp(-W2 / (k · sqrt(w_gt · h_gt))) is then scale-invariant (both boxes scaled by s: W2 and C
+both scale by s), so it is the same in px, grid units or normalised coordinates.
+
 Pure tensor functions; this module does not import Ultralytics.
 
 Shapes and units:
@@ -60,17 +65,37 @@ def wasserstein2_sq(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return (b1[..., :2] - b2[..., :2]).square().sum(-1) + bures.clamp(min=0)
 
 
+def relative_c(gt_boxes: torch.Tensor, k: float, min_side: float = 1e-3) -> torch.Tensor:
+    """NWD's C relative to each ground-truth box: k · sqrt(w·h), in the boxes' unit.
+
+    Args:
+        gt_boxes: (..., 4) xyxy or (..., 5) xywhr, in any one unit.
+        k: the factor (> 0): NWD is 1/e at a W2 distance of k times the box's side.
+        min_side: the side below which a box counts as that side (in the boxes' unit), so that C > 0 and NWD's
+            gradients stay finite (at most 1 / (k · min_side)) at zero-size boxes.
+
+    Returns:
+        (...) C, in the boxes' unit, float32 (float64 for float64 input).
+    """
+    dtype = torch.promote_types(gt_boxes.dtype, torch.float32)
+    b = gt_boxes.to(dtype)
+    wh = b[..., 2:4] - b[..., :2] if b.shape[-1] == 4 else b[..., 2:4]
+    return k * _safe_sqrt(wh[..., 0] * wh[..., 1]).clamp(min=min_side)
+
+
 def nwd(boxes1: torch.Tensor, boxes2: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
     """NWD = exp(-sqrt(W2²) / C) of matching pairs of boxes, pairwise over broadcast shapes.
 
     Args:
         boxes1: (..., 4) xyxy px or (..., 5) xywhr px.
         boxes2: the same format, broadcastable to ``boxes1``.
-        c: C in px (> 0); the W2 distance at which NWD is 1/e.
+        c: C in px (> 0), a number or a tensor broadcastable to (...) (``relative_c`` of the ground truth); the W2
+            distance at which NWD is 1/e.
 
     Returns:
-        (...) NWD in (0, 1]: 1 for identical boxes, symmetric, and the same for the same pixel boxes at every stride.
-        Gradients are finite everywhere, zero-size boxes included.
+        (...) NWD in (0, 1] (0 only by float underflow, beyond W2 ≈ 87 C in float32): 1 for identical boxes,
+        symmetric for one C, and the same for the same pixel boxes at every stride. Gradients are finite everywhere,
+        zero-size boxes included.
 
     Example:
         >>> nwd(torch.tensor([0.0, 0.0, 4.0, 4.0]), torch.tensor([3.0, 0.0, 7.0, 4.0]), c=3.0)  # centres 3 px apart

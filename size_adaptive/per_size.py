@@ -1,10 +1,13 @@
-"""COCO mAP50-95 per object size (small, medium, large) with faster-coco-eval, for boxes, masks and rotated boxes.
+"""COCO mAP50-95 per object size (small, medium, large; with ``size_bins=aitod`` also very tiny and tiny) with
+faster-coco-eval, for boxes, masks and rotated boxes.
 
 This module does not import Ultralytics: it takes COCO-style ground truth and detections in original-image pixels and
 returns the per-size AP that faster-coco-eval's ``COCOeval_faster`` computes (COCO's matching, 101-point interpolated
 precision, IoU thresholds 0.50:0.05:0.95, at most 100 detections per image, as Ultralytics' detect evaluation uses it).
 
-COCO's area ranges, in original-image px²: small ``[0, 32²]``, medium ``[32², 96²]``, large ``[96², 1e5²]``.
+COCO's area ranges, in original-image px²: small ``[0, 32²]``, medium ``[32², 96²]``, large ``[96², 1e5²]``;
+``bins="aitod"`` adds AI-TOD's very tiny ``[0, 8²]`` and tiny ``[8², 16²]`` inside small (faster-coco-eval's own
+``ranges``, so each range is evaluated as COCO evaluates small; an area on an edge counts in both ranges, as COCO's).
 Within a range, ground truths whose ``area`` lies outside it are ignored, and so are unmatched detections outside it.
 ``-1`` means no ground truth of that size (the log reads "n/a (no objects)").
 
@@ -27,10 +30,16 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 from faster_coco_eval.core import mask as mask_utils
 
-from .weighting import BUCKET_NAMES
+from .weighting import AITOD_THRESHOLDS, bin_names
 
 IOU_TYPES = ("bbox", "segm", "rbox")
 FIELDS = {"bbox": "bbox", "segm": "segmentation", "rbox": "rbox"}  # iou type -> the annotation field it compares
+COCO_RANGES = {"small": [0, 32**2], "medium": [32**2, 96**2], "large": [96**2, 1e5**2]}  # px², faster-coco-eval's
+AREA_RANGES = {  # size_bins -> faster-coco-eval's ``ranges`` (label -> [min, max] px²), in column order
+    "coco": COCO_RANGES,
+    "aitod": {"very_tiny": [0, AITOD_THRESHOLDS[0] ** 2], "tiny": [AITOD_THRESHOLDS[0] ** 2, AITOD_THRESHOLDS[1] ** 2],
+              **COCO_RANGES},
+}
 
 
 def rbox_corners(rboxes: np.ndarray) -> np.ndarray:
@@ -149,6 +158,7 @@ def coco_per_size(
     iou_type: str = "bbox",
     print_function: Callable[..., None] | None = None,
     max_dets: int = 100,
+    bins: str = "coco",
 ) -> dict[str, float]:
     """COCO mAP50-95 of all objects and per size, evaluated by faster-coco-eval.
 
@@ -162,14 +172,18 @@ def coco_per_size(
         print_function: receives faster-coco-eval's progress and summary lines; silent when None.
         max_dets: detections per image that count (COCO's ``maxDets``, the last of 1, 10, max_dets); 100 as COCO,
             500 for whole aerial images (VisDrone), where 100 cuts the recall of images with hundreds of objects.
+        bins: ``coco`` (small, medium, large) or ``aitod`` (very_tiny and tiny too): the area ranges
+            (``AREA_RANGES``) handed to faster-coco-eval; the other ranges' AP does not depend on them.
 
     Returns:
-        ``{"all": AP, "small": AP, "medium": AP, "large": AP}``, each in [0, 1] or -1 (no ground truth of that size).
+        ``{"all": AP, "small": AP, "medium": AP, "large": AP}`` (``aitod``: ``very_tiny`` and ``tiny`` first), each in
+        [0, 1] or -1 (no ground truth of that size).
 
     Raises:
-        ValueError: ``iou_type`` is not one of ``IOU_TYPES``.
+        ValueError: ``iou_type`` is not one of ``IOU_TYPES``, or ``bins`` not one of ``AREA_RANGES``.
     """
     _check_iou_type(iou_type)
+    names = bin_names(bins)
     quiet = print_function or (lambda *args, **kwargs: None)
     gt = COCO(ground_truth)  # its loading messages go to faster-coco-eval's debug log, as in Ultralytics' detect
     dets = [dict(d) for d in detections]  # loadRes adds ids and areas to the dicts it is given
@@ -182,16 +196,16 @@ def coco_per_size(
     if iou_type == "rbox":
         for d in dt.dataset["annotations"]:
             d["area"] = area("rbox", d["rbox"])
-        evaluator = RotatedCOCOeval(gt, dt, print_function=quiet)
+        evaluator = RotatedCOCOeval(gt, dt, ranges=AREA_RANGES[bins], print_function=quiet)
     else:
-        evaluator = COCOeval_faster(gt, dt, iouType=iou_type, print_function=quiet)
+        evaluator = COCOeval_faster(gt, dt, iouType=iou_type, ranges=AREA_RANGES[bins], print_function=quiet)
     evaluator.params.imgIds = gt.getImgIds()
     evaluator.params.maxDets = [1, 10, int(max_dets)]
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    stats = evaluator.stats_as_dict
-    return {"all": float(stats["AP_all"]), **{b: float(stats[f"AP_{b}"]) for b in BUCKET_NAMES}}
+    stats = evaluator.stats_as_dict  # AP_<label> for every range label (faster-coco-eval 1.8)
+    return {"all": float(stats["AP_all"]), **{b: float(stats[f"AP_{b}"]) for b in names}}
 
 
 def _check_iou_type(iou_type: str) -> None:

@@ -9,7 +9,7 @@ from typing import Callable
 from ultralytics.utils import plt_settings
 
 from .runs import number, read_rows
-from .weighting import BUCKET_NAMES
+from .weighting import bin_names
 
 PANELS = (  # (column template, title, y label); {b} is the bucket
     ("metrics/mAP_{b}(B)", "mAP50-95 by object size (val)", "COCO mAP"),
@@ -19,7 +19,8 @@ PANELS = (  # (column template, title, y label); {b} is the bucket
     ("size/score_{b}", "mean target score of the positives", "score"),
     ("size/iou_{b}", "mean IoU of the positives' predicted boxes", "CIoU (OBB: ProbIoU)"),
 )
-COLORS = {"small": "tab:red", "medium": "tab:orange", "large": "tab:blue"}
+COLORS = {"very_tiny": "tab:purple", "tiny": "tab:pink", "small": "tab:red", "medium": "tab:orange",
+          "large": "tab:blue"}  # every bin of size_bins=aitod; a run draws those it logged
 MASK_LINES = {"metrics/mAP_{b}(B)": "metrics/mAP_{b}(M)"}  # drawn dashed in the same panel (segment's mask mAP)
 
 
@@ -32,7 +33,8 @@ def _read(csv_file: Path) -> dict[str, list[float]]:
 def plot_size_metrics(csv_file: str | Path, on_plot: Callable | None = None) -> Path | None:
     """Draw ``size_metrics.png`` next to ``csv_file``; return its path, or None when the CSV has no rows.
 
-    One panel per quantity, one line per size bucket (segment's mask mAP dashed next to its box mAP); COCO's -1 (a
+    One panel per quantity, one line per size bucket the run logged (``size_bins=aitod``: very tiny and tiny too;
+    segment's mask mAP dashed next to its box mAP); COCO's -1 (a
     bucket without objects in the validation set) and NaN (a bucket without objects in an epoch) are left out. A panel
     whose columns are absent says so.
     """
@@ -52,11 +54,11 @@ def plot_size_metrics(csv_file: str | Path, on_plot: Callable | None = None) -> 
         drawn = False
         columns = [(template, "-", "")] + ([(MASK_LINES[template], "--", " (mask)")] if template in MASK_LINES else [])
         for column, style, what in columns:
-            for b in BUCKET_NAMES:
+            for b in bin_names("aitod"):
                 ys = data.get(column.format(b=b))
                 points = [(e, y) for e, y in zip(epochs, ys or []) if not math.isnan(y) and y >= 0]
                 if points:
-                    ax.plot(*zip(*points), style, marker=".", color=COLORS[b], label=b + what)
+                    ax.plot(*zip(*points), style, marker=".", color=COLORS[b], label=b.replace("_", " ") + what)
                     drawn = True
         ax.set_title(title)
         ax.set_xlabel("epoch")

@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import DIAGNOSTIC_COLUMNS
+from .diagnostics import ALL_DIAGNOSTIC_COLUMNS
 from .runs import finite_mean
-from .weighting import BUCKET_NAMES
+from .weighting import bin_names
 
 CONFIDENCE = 0.95
 
@@ -97,7 +97,7 @@ def summarise(
             "metrics": {k: mean_std([r["metrics"][k] for r in per_seed.values()]) for k in metrics},
             "diagnostics": {},
         }
-        for col in DIAGNOSTIC_COLUMNS:
+        for col in ALL_DIAGNOSTIC_COLUMNS:  # those the runs logged (size_bins=aitod: very tiny and tiny too)
             values = [r.get("diagnostics", {}).get(col) for r in per_seed.values()]
             if any(v is not None for v in values):
                 entry["diagnostics"][col] = finite_mean(values)
@@ -154,8 +154,15 @@ def _fmt_diff(d: Mapping[str, Any]) -> str:
     return _signed(d["mean"]) + (" [n/a]" if ci is None else f" [{_signed(ci[0])}, {_signed(ci[1])}]")
 
 
-def _triple(values: Mapping[str, float], what: str, fmt: str, scale: float = 1.0) -> str:
-    xs = [values.get(f"size/{what}_{b}", math.nan) for b in BUCKET_NAMES]
+def _diagnostic_bins(arms: Mapping[str, Any]) -> tuple[str, ...]:
+    """The size bins of the diagnostics table: AI-TOD's too where any arm logged them."""
+    aitod = any("size/fg_very_tiny" in e["diagnostics"] for e in arms.values())
+    return bin_names("aitod" if aitod else "coco")
+
+
+def _triple(values: Mapping[str, float], what: str, fmt: str, scale: float = 1.0,
+            names: Sequence[str] = bin_names("coco")) -> str:
+    xs = [values.get(f"size/{what}_{b}", math.nan) for b in names]
     return "/".join("n/a" if not math.isfinite(x) else format(x * scale, fmt) for x in xs)
 
 
@@ -213,9 +220,10 @@ def markdown(report: dict) -> str:
         if "uniform_weight" in e:
             lines += [f"`{a}` constant per seed (mean foreground weight of the same seed's size run): "
                       + ", ".join(f"seed {s}: {w:.4f}" for s, w in e["uniform_weight"].items()), ""]
+    names = _diagnostic_bins(arms)
     lines += [
-        ("Assignment diagnostics (small/medium/large; mean over seeds of each run's mean over the same epochs; n/a: "
-         "no objects or no positives in that bucket):"),
+        (f"Assignment diagnostics ({'/'.join(b.replace('_', ' ') for b in names)}; mean over seeds of each run's mean "
+         "over the same epochs; n/a: no objects or no positives in that bucket):"),
         "",
     ]
     diag_labels = ["positives %", "mean fg weight", "objects without a positive %", "positives per object",
@@ -224,9 +232,9 @@ def markdown(report: dict) -> str:
     for a, e in arms.items():
         v = e["diagnostics"]
         w = v.get("size/mean_fg_weight", math.nan)
-        rows.append((a, [_triple(v, "fg", ".1f", 100), "n/a" if not math.isfinite(w) else f"{w:.3f}",
-                         _triple(v, "unassigned", ".1f", 100), _triple(v, "pos_per_gt", ".2f"),
-                         _triple(v, "score", ".3g"), _triple(v, "iou", ".3g")]))
+        rows.append((a, [_triple(v, "fg", ".1f", 100, names), "n/a" if not math.isfinite(w) else f"{w:.3f}",
+                         _triple(v, "unassigned", ".1f", 100, names), _triple(v, "pos_per_gt", ".2f", names=names),
+                         _triple(v, "score", ".3g", names=names), _triple(v, "iou", ".3g", names=names)]))
     lines += _table(diag_labels, rows)
     reading = f"Reading: {report['verdict']['text']}"
     if "size" in arms and "uniform" in arms:

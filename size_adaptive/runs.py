@@ -2,7 +2,8 @@
 (and a refusal, naming the key, when it holds another), and a run's numbers from its ``results.csv``.
 
 Runs are ``<arm>-seed<k>`` folders in ``project/name``. Each run's numbers are its mean over its last ``last_epochs``
-validated epochs (default 5; all when it has fewer): mAP50-95 and mAP50 (box), COCO mAP small/medium/large, mask or
+validated epochs (default 5; all when it has fewer): mAP50-95 and mAP50 (box), COCO mAP small/medium/large (and very
+tiny/tiny where the run logged ``size_bins=aitod``'s columns), mask or
 pose mAP50-95 where present, and the ``size/*`` assignment diagnostics. Stock arms record those diagnostics with
 ``observe_assignment`` in ``size_diagnostics.csv``, without changing their training. Outputs, in the comparison folder:
 ``comparison.md``, ``comparison.png``, ``comparison.json`` (all numbers and every run's resolved ``args.yaml``).
@@ -35,10 +36,14 @@ DEFAULT_LAST_EPOCHS = 5
 METRICS = {  # report label -> results.csv column; reported where present in every run
     "mAP50-95": "metrics/mAP50-95(B)",
     "mAP50": "metrics/mAP50(B)",
+    "mAP very tiny": "metrics/mAP_very_tiny(B)",  # size_bins=aitod
+    "mAP tiny": "metrics/mAP_tiny(B)",
     "mAP small": "metrics/mAP_small(B)",
     "mAP medium": "metrics/mAP_medium(B)",
     "mAP large": "metrics/mAP_large(B)",
     "mask mAP50-95": "metrics/mAP50-95(M)",
+    "mask mAP very tiny": "metrics/mAP_very_tiny(M)",
+    "mask mAP tiny": "metrics/mAP_tiny(M)",
     "mask mAP small": "metrics/mAP_small(M)",
     "mask mAP medium": "metrics/mAP_medium(M)",
     "mask mAP large": "metrics/mAP_large(M)",

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 SPACES = ("original", "input")
-ASSIGNERS = ("stock", "fixed", "nwd")
+ASSIGNERS = ("stock", "fixed", "nwd", "nwd_small", "simd")
+NWD_ASSIGNERS = ("nwd", "nwd_small")  # the assigners that compute NWD (and so need its C)
+BINS = ("coco", "aitod")  # size_bins: COCO's small/medium/large; aitod adds AI-TOD's very tiny and tiny
 TERMS = ("cls", "box", "dfl")  # classification BCE; CIoU (ProbIoU and angle for OBB); DFL (L1 when reg_max is 1)
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
@@ -155,6 +157,18 @@ def _int_at_least_0(key: str, value: Any) -> int:
     return int(x)
 
 
+def _positive(key: str, value: Any, example: str) -> float:
+    expected = f"a positive finite number, e.g. {key}={example}"
+    x = _real(key, value, expected)
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{key}: expected {expected}; got {value!r}")
+    return x
+
+
+def _simd_mn(key: str, value: Any) -> tuple[float, float]:
+    return tuple(_numbers(key, value, 2, "positive finite constants (m for x and w, n for y and h)", "6.13,4.59"))
+
+
 def _unit_float(key: str, value: Any) -> float:
     expected = f"a number in [0, 1], e.g. {key}=0.2"
     x = _real(key, value, expected)
@@ -163,11 +177,12 @@ def _unit_float(key: str, value: Any) -> float:
     return x
 
 
-def _nwd_c(key: str, value: Any, allow_auto: bool = True) -> float | None:
-    """``auto`` (None) or a positive finite number of px."""
-    if allow_auto and isinstance(value, str) and value.strip().lower() == "auto":
-        return None
-    expected = ("'auto' or " if allow_auto else "") + f"a positive number of network-input px, e.g. {key}=12"
+def _nwd_c(key: str, value: Any, allow_auto: bool = True) -> float | str | None:
+    """``auto`` (None), ``relative`` or a positive finite number of px."""
+    if allow_auto and isinstance(value, str) and value.strip().lower() in ("auto", "relative"):
+        return None if value.strip().lower() == "auto" else "relative"
+    expected = f"a positive number of network-input px, e.g. {key}=12"
+    expected = f"'auto', 'relative' or {expected}" if allow_auto else expected
     x = _real(key, value, expected)
     if not (math.isfinite(x) and x > 0):
         raise ValueError(f"{key}: expected {expected}; got {value!r}")
@@ -203,7 +218,9 @@ class SizeSettings:
     assign: str = setting(
         "stock", _choice(ASSIGNERS),
         "'fixed': zero-metric candidates in an object's region stay selectable (nearest centre first), a contested "
-        "anchor goes to a claimant; 'nwd': 'fixed' with NWD as the assigner's overlap (not for YOLO26 segment/pose)",
+        "anchor goes to a claimant; 'nwd': 'fixed' with NWD as the assigner's overlap; 'nwd_small': NWD for objects "
+        "of the small bucket, CIoU (ProbIoU) for the rest; 'simd': 'fixed' with SimD (constants fitted on the "
+        "training labels; not for OBB). nwd, nwd_small and simd are not for YOLO26 segment/pose",
         group="assignment")
     min_pos: int = setting(
         0, lambda k, v: _int_at_least_0(k, v),
@@ -211,20 +228,37 @@ class SizeSettings:
     box_nwd: float = setting(
         0.0, lambda k, v: _unit_float(k, v), "r in [0, 1]: box term (1 - r)(1 - CIoU) + r(1 - NWD)",
         group="assignment")
-    nwd_c: float | None = setting(
-        "auto", lambda k, v: _nwd_c(k, v), "NWD's C in network-input px; auto: the training labels' mean box side",
+    nwd_c: float | str | None = setting(
+        "auto", lambda k, v: _nwd_c(k, v),
+        "NWD's C in network-input px; auto: the training labels' mean box side; relative: C = size_nwd_k * "
+        "sqrt(w*h) of each ground-truth box (scale-invariant)",
         group="assignment", dump=lambda c: "auto" if c is None else c)
+    nwd_k: float = setting(
+        1.0, lambda k, v: _positive(k, v, "1"), "k of size_nwd_c=relative (> 0): NWD is 1/e at a W2 distance of k "
+        "times the object's own side", group="assignment")
+    bins: str = setting(
+        "coco", _choice(BINS),
+        "per-size mAP and diagnostics: 'coco' small/medium/large (32/96 px original); 'aitod' adds very tiny "
+        "(< 8 px) and tiny (8-16 px) inside small", group="evaluation")
     input_thresholds: tuple[float, float] | None = setting(
         None, _optional(lambda k, v: tuple(_thresholds(k, v))),
         "the thresholds in network-input px, resolved by the trainer", resolved=True)
     nwd_input_c: float | None = setting(
         None, _optional(lambda k, v: _nwd_c(k, v, allow_auto=False)),
         "NWD's C in network-input px, resolved by the trainer", resolved=True)
+    simd_mn: tuple[float, float] | None = setting(
+        None, _optional(_simd_mn), "SimD's constants m, n, fitted by the trainer on the training labels",
+        group="assignment", resolved=True)
 
     @property
     def uses_nwd(self) -> bool:
         """Whether any setting computes NWD (and so needs C)."""
-        return self.assign == "nwd" or self.box_nwd > 0
+        return self.assign in NWD_ASSIGNERS or self.box_nwd > 0
+
+    @property
+    def nwd_relative(self) -> bool:
+        """Whether NWD's C is relative to each ground-truth box (``size_nwd_c=relative``)."""
+        return self.nwd_c == "relative"
 
     @property
     def patches_assigner(self) -> bool:
@@ -239,7 +273,7 @@ class SizeSettings:
         parsed = {f.name: _spec(f).parse(_key(f), given[_key(f)]) for f in dataclasses.fields(cls)}
         if parsed["input_thresholds"] is None and parsed["space"] == "input":
             parsed["input_thresholds"] = parsed["thresholds"]
-        if parsed["nwd_input_c"] is None:
+        if parsed["nwd_input_c"] is None and parsed["nwd_c"] != "relative":
             parsed["nwd_input_c"] = parsed["nwd_c"]
         return cls(**parsed)
 
@@ -265,9 +299,15 @@ class SizeSettings:
             line += f"; assigner {self.assign}" + (f", at least {self.min_pos} positives" if self.min_pos else "")
         if self.box_nwd:
             line += f"; box term {1 - self.box_nwd:g}(1 - CIoU) + {self.box_nwd:g}(1 - NWD)"
-        if self.uses_nwd:
+        if self.uses_nwd and self.nwd_relative:
+            line += f"; NWD C {self.nwd_k:g} x sqrt(w*h) of each object"
+        elif self.uses_nwd:
             c = "auto" if self.nwd_input_c is None else f"{self.nwd_input_c:.1f} px"
             line += f"; NWD C {c}" + (" (mean label side)" if self.nwd_c is None and self.nwd_input_c else "")
+        if self.assign == "simd":
+            line += "; SimD m, n " + ("auto" if self.simd_mn is None else "{:.3g}, {:.3g}".format(*self.simd_mn))
+        if self.bins != "coco":
+            line += f"; size bins {self.bins}"
         return line
 
 

@@ -10,7 +10,7 @@ slice by slice and merged (``predict_image``), then scored in its own pixels aga
                             validator). Same names, table, plots (PR/F1/P/R curves, confusion matrix) as ``yolo val``.
     mAP small/medium/large  COCO per size with faster-coco-eval (``size_adaptive.per_size.coco_per_size``; exact
                             rotated IoU for OBB), the same names, log line and ``per_size_metrics.json`` as
-                            today's ``yolo-sa val``.
+                            today's ``yolo-sa val``; ``size_bins=aitod`` adds very tiny and tiny.
 
 The detection cap: an image keeps at most ``max_det`` detections (500 unless given: VisDrone's protocol; each forward
 pass keeps as many), and COCO counts as many (``maxDets`` 1, 10, ``max_det``); the log and ``sliced_val.json`` state
@@ -208,25 +208,28 @@ class Evaluation:
         holder = type("IoUThresholds", (), {"iouv": IOUV})()
         return validator.match_predictions(holder, pred_cls, true_cls, iou).cpu().numpy()
 
-    def per_size(self, max_dets: int, print_function=None) -> dict[str, dict[str, float]]:
-        """COCO AP per size (``{"B": {"all": ..., "small": ...}, "M": ...}``) with ``maxDets`` 1, 10, ``max_dets``."""
+    def per_size(self, max_dets: int, print_function=None, bins: str = "coco") -> dict[str, dict[str, float]]:
+        """COCO AP per size (``{"B": {"all": ..., "small": ...}, "M": ...}``) with ``maxDets`` 1, 10, ``max_dets``,
+        in the bins of ``size_bins``."""
         from .per_size import coco_detections, coco_ground_truth, coco_per_size
+        from .weighting import bin_names
 
         category_ids = [i + 1 for i in range(len(self.names))]
         out = {}
         for iou_type, suffix in self.kinds:
             gt = coco_ground_truth(self.images, iou_type, category_ids)
             if not self.predictions:  # faster-coco-eval cannot load an empty result list
-                out[suffix] = {"all": 0.0, **{b: 0.0 for b in ("small", "medium", "large")}}
+                out[suffix] = {"all": 0.0, **{b: 0.0 for b in bin_names(bins)}}
                 continue
             dets = coco_detections(self.images, self.predictions, iou_type)
-            out[suffix] = coco_per_size(gt, dets, iou_type, print_function, max_dets=max_dets)
+            out[suffix] = coco_per_size(gt, dets, iou_type, print_function, max_dets=max_dets, bins=bins)
         return out
 
 
 def val(model, data, slice, overlap=DEFAULT_OVERLAP, slice_whole=True, batch=DEFAULT_BATCH, imgsz=None, conf=0.001,
         iou=0.7, max_det=None, project=None, name=None, save_dir=None, plots=True, verbose=True, device=None,
-        postprocess=None, match_metric=None, match_threshold=0.5, class_agnostic=False) -> dict[str, float]:
+        postprocess=None, match_metric=None, match_threshold=0.5, class_agnostic=False,
+        size_bins="coco") -> dict[str, float]:
     """Sliced validation of ``model`` on the whole val images of ``data`` (see the module docstring).
 
     Args:
@@ -237,16 +240,20 @@ def val(model, data, slice, overlap=DEFAULT_OVERLAP, slice_whole=True, batch=DEF
         project, name, save_dir: the run's folder (``runs/<task>/val``, numbered; never an existing one).
         plots: PR/F1/P/R curves and confusion matrices in the run's folder.
         postprocess, match_metric, match_threshold, class_agnostic: SAHI's merge (``sliced_settings``).
+        size_bins: ``coco`` (small, medium, large) or ``aitod`` (very tiny and tiny too), as in training.
 
     Returns:
         ``metrics/precision(B)``, ``metrics/recall(B)``, ``metrics/mAP50(B)``, ``metrics/mAP50-95(B)`` (and ``(M)``
-        for masks), ``fitness`` and ``metrics/mAP_{small,medium,large}(B)`` (and ``(M)``), as ``yolo-sa val``.
+        for masks), ``fitness`` and ``metrics/mAP_{small,medium,large}(B)`` (and ``(M)``; aitod: very_tiny and
+        tiny first), as ``yolo-sa val``.
     """
     from ultralytics.utils import LOGGER, TQDM
 
+    from .settings import SizeSettings
     from .validator import PREFIX, report_per_size
-    from .weighting import BUCKET_NAMES
     from .yolo_data import label_files, read_labels
+
+    bins = SizeSettings.from_dict({"size_bins": size_bins}).bins  # refused by name before anything is read
 
     settings = sliced_settings(slice, overlap, slice_whole, batch, imgsz, conf, iou, max_det, postprocess,
                                match_metric, match_threshold, class_agnostic, device, mode="validation")
@@ -265,7 +272,7 @@ def val(model, data, slice, overlap=DEFAULT_OVERLAP, slice_whole=True, batch=DEF
         height, width = image.shape[:2]
         gt = ground_truth(read_labels(label_file), task, height, width, len(names), label_file)
         evaluation.add(file.name, height, width, gt, predict_image(model, image, settings, task))
-    per_size = evaluation.per_size(settings.max_det, LOGGER.info if verbose else None)
+    per_size = evaluation.per_size(settings.max_det, LOGGER.info if verbose else None, bins)
 
     out.mkdir(parents=True, exist_ok=True)  # the first write of the run
     metrics = evaluation.metrics
@@ -276,8 +283,8 @@ def val(model, data, slice, overlap=DEFAULT_OVERLAP, slice_whole=True, batch=DEF
     _log_table(metrics, evaluation.seen, names, verbose)
     results = {k: float(v) for k, v in metrics.results_dict.items()}
     for suffix, values in per_size.items():
-        results.update({f"metrics/mAP_{b}({suffix})": float(values[b]) for b in BUCKET_NAMES})
-    report_per_size({s: {b: v[b] for b in BUCKET_NAMES} for s, v in per_size.items()}, out)
+        results.update({f"metrics/mAP_{b}({suffix})": float(values[b]) for b in values if b != "all"})
+    report_per_size({s: {b: x for b, x in v.items() if b != "all"} for s, v in per_size.items()}, out)
     cap = (f"detection cap {settings.max_det} per image (Ultralytics max_det per pass and per merged image; COCO "
            f"maxDets {settings.max_det})")
     imgsz = settings.imgsz or getattr(model, "overrides", {}).get("imgsz") or 640  # Ultralytics' choice when None

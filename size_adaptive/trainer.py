@@ -26,7 +26,7 @@ from ultralytics.utils.loss import E2ELoss
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .demo import DEMO_KEYWORDS, demo_task, resolve_data
-from .diagnostics import DIAGNOSTIC_COLUMNS, DIAGNOSTICS_FILE, describe, diagnostics, new_counts
+from .diagnostics import DIAGNOSTICS_FILE, describe, diagnostic_columns, diagnostics, new_counts
 from .loss import (
     SIZE_ADAPTIVE_LOSSES,
     AfterAssign,
@@ -35,8 +35,10 @@ from .loss import (
     counted_loss,
     max_positives,
     size_losses,
+    size_tiny_thresholds,
 )
 from .settings import KEYS, SizeSettings, split_size_keys
+from .simd import fit_simd_constants
 from .validator import (
     PREFIX,
     SizeAdaptiveOBBValidator,
@@ -122,7 +124,8 @@ class SizeAdaptiveTraining:
         if self.per_size_map and self.metrics is not None and self.args.save_json:
             # Epochs that are not validated (val=False) carry the metrics row built in _setup_train, which lacks the
             # per-size keys a validation adds after the task's own metrics: give them their place in results.csv.
-            self.metrics = with_per_size_columns(self.metrics, self.validator_class.per_size_kinds)
+            self.metrics = with_per_size_columns(self.metrics, self.validator_class.per_size_kinds,
+                                                 self.size_settings.bins)
 
     def _resolve_input_values(self, settings: SizeSettings) -> SizeSettings:
         """Resolve, once, what depends on the training data, record it in ``args`` and ``args.yaml`` and log it:
@@ -135,15 +138,21 @@ class SizeAdaptiveTraining:
             labels = self.train_loader.dataset.labels
             settings, note = resolve_thresholds(settings, labels, self.args.imgsz)
             notes.append(note)
-        if settings.uses_nwd and settings.nwd_input_c is None:
+        if settings.uses_nwd and settings.nwd_input_c is None and not settings.nwd_relative:
             labels = labels or self.train_loader.dataset.labels
             c = mean_label_side(labels, self.args.imgsz, rotated=self.task == "obb")
             settings = replace(settings, nwd_input_c=c)
             notes.append(f" (NWD C: mean label side over {len(labels)} train images)")
+        if settings.assign == "simd" and settings.simd_mn is None:
+            labels = labels or self.train_loader.dataset.labels
+            m, n, pairs = fit_simd_constants([lb["bboxes"] for lb in labels])
+            settings = replace(settings, simd_mn=(m, n))
+            notes.append(f" (SimD m, n: {pairs} label pairs of {len(labels)} train images)")
         if self.resume and not notes:
             notes.append(" (from the checkpoint)")
         self.args.size_input_thresholds = list(settings.input_thresholds)
         self.args.size_nwd_input_c = settings.nwd_input_c
+        self.args.size_simd_mn = None if settings.simd_mn is None else list(settings.simd_mn)
         if RANK in {-1, 0}:
             YAML.save(self.save_dir / "args.yaml", vars(self.args))  # record the resolved values
             LOGGER.info(f"{PREFIX} imgsz {self.args.imgsz}: {settings.describe()}{''.join(notes)}")
@@ -153,10 +162,12 @@ class SizeAdaptiveTraining:
         """As the task trainer's ``get_validator`` (8.4.190), with args that hold no ``size_*`` keys.
 
         The validator re-checks its args against Ultralytics' keys (``get_cfg``). Every task gets the validator that
-        reports mAP per size.
+        reports mAP per size, in the bins of ``size_bins``.
         """
         args = split_size_keys(vars(self.args))[1]
-        return self.validator_class(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
+        validator = self.validator_class(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
+        validator.size_bins = self.size_settings.bins
+        return validator
 
     def save_metrics(self, metrics):
         """Add the epoch's size diagnostics to the ``results.csv`` row (``BaseTrainer.save_metrics``, 8.4.190)."""
@@ -177,7 +188,7 @@ class SizeAdaptiveTraining:
         for loss in size_losses(criterion):
             loss.reset_size_counts()
         if counts is None:
-            return {c: 0.0 for c in DIAGNOSTIC_COLUMNS}
+            return {c: 0.0 for c in diagnostic_columns(self.size_settings.bins)}
         return diagnostics(counts, self.size_settings.weights)
 
     def plot_metrics(self):
@@ -310,18 +321,19 @@ def _install_criterion(model, settings: SizeSettings) -> None:
 class _Observer:
     """Counts the assignments of a stock criterion per size bucket; the loss is untouched (``AfterAssign``)."""
 
-    def __init__(self, criterion, thresholds):
+    def __init__(self, criterion, thresholds, tiny_thresholds=None):
         loss = getattr(criterion, "one2many", criterion)
         self.ours = SIZE_ADAPTIVE_LOSSES[type(loss)]  # its area and overlap are those our counterpart uses
         self.thresholds = thresholds.to(loss.device)
-        self.counts = new_counts(loss.device)
+        self.tiny_thresholds = None if tiny_thresholds is None else tiny_thresholds.to(loss.device)  # size_bins=aitod
+        self.counts = new_counts(loss.device, "coco" if tiny_thresholds is None else "aitod")
         loss.assigner = AfterAssign(loss.assigner, self)
         self.loss = loss
 
     def __call__(self, pd_bboxes, gt_bboxes, mask_gt, target_labels, target_bboxes, target_scores, fg_mask,
                  target_gt_idx):
         count_call(self.counts, self.ours, self.thresholds, max_positives(self.loss, gt_bboxes), pd_bboxes, gt_bboxes,
-                   mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)
+                   mask_gt, target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx, self.tiny_thresholds)
 
 
 def observe_assignment(model, settings: SizeSettings | None = None) -> None:
@@ -329,7 +341,7 @@ def observe_assignment(model, settings: SizeSettings | None = None) -> None:
 
     Adds callbacks to ``model`` (an Ultralytics ``Model``): at the start of training the stock criterion is built as
     the first loss call would build it and its assigner observed; at the end of every epoch the ``size/*`` assignment
-    diagnostics (thresholds of ``settings``, resolved like ``SizeAdaptiveTrainer`` does) are appended to
+    diagnostics (thresholds and bins of ``settings``, resolved like ``SizeAdaptiveTrainer`` does) are appended to
     ``size_diagnostics.csv`` in the run folder. The trainer, the loss and every number they produce stay stock.
     """
     import torch
@@ -343,7 +355,8 @@ def observe_assignment(model, settings: SizeSettings | None = None) -> None:
         m = unwrap_model(trainer.model)
         if getattr(m, "criterion", None) is None:
             m.criterion = m.init_criterion()  # what the first model.loss() call does
-        trainer.size_observer = _Observer(m.criterion, torch.tensor(resolved.input_thresholds))
+        trainer.size_observer = _Observer(m.criterion, torch.tensor(resolved.input_thresholds),
+                                          size_tiny_thresholds(resolved))
 
     def on_train_epoch_end(trainer):
         observer = getattr(trainer, "size_observer", None)

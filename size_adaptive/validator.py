@@ -16,6 +16,11 @@ validator does, pair it with Ultralytics' own COCO predictions (``jdict``) and e
     segment  box ``metrics/mAP_{size}(B)`` (area w·h) and mask ``metrics/mAP_{size}(M)`` (area: the mask's pixels)
     pose     box ``metrics/mAP_{size}(B)``
     OBB      rotated box ``metrics/mAP_{size}(B)`` (area w·h of the rotated box, exact rotated IoU)
+
+``size_bins=aitod`` (the validators' ``size_bins``, set by the trainers, ``YOLO.val`` and ``yolo-sa compare``'s stock
+arms) adds AI-TOD's very tiny (area < 8²) and tiny (8²..16²) as ``metrics/mAP_very_tiny(B)`` and ``metrics/mAP_tiny(B)``
+(and ``(M)``), before the COCO columns, on custom data sets; detect evaluates them with
+:func:`~size_adaptive.per_size.coco_per_size` from the same ground truth and predictions as Ultralytics' evaluation.
 """
 
 from __future__ import annotations
@@ -33,46 +38,77 @@ from ultralytics.models.yolo.segment import SegmentationValidator
 from ultralytics.utils import LOGGER, RANK, colorstr, ops
 
 from .per_size import FIELDS, coco_detections, coco_ground_truth, coco_per_size
-from .weighting import BUCKET_NAMES
+from .weighting import AITOD_NAMES, bin_names
 
 PER_SIZE_FILE = "per_size_metrics.json"
 PREFIX = colorstr("size_adaptive:")  # the log prefix of the trainers and validators
 KIND_NAMES = {"B": "", "M": "mask "}  # metric suffix -> the prefix of its log line and per_size_metrics.json keys
 
 
-def per_size_columns(kinds) -> list[str]:
+def per_size_columns(kinds, bins: str = "coco") -> list[str]:
     """The ``results.csv`` columns of the per-size mAP, in the order the validators add them, for ``kinds``
-    (``(iou type, metric suffix)`` pairs)."""
-    return [f"metrics/mAP_{b}({suffix})" for _, suffix in kinds for b in BUCKET_NAMES]
+    (``(iou type, metric suffix)`` pairs) and ``size_bins`` (``aitod``: very_tiny and tiny before small)."""
+    return [f"metrics/mAP_{b}({suffix})" for _, suffix in kinds for b in bin_names(bins)]
 
 
-def with_per_size_columns(metrics: dict, kinds) -> dict:
-    """``metrics`` (a trainer's row of metric keys) with the per-size columns of ``kinds`` (0.0 where absent) right
-    after its last ``metrics/`` key, where a validation puts them.
+def with_per_size_columns(metrics: dict, kinds, bins: str = "coco") -> dict:
+    """``metrics`` (a trainer's row of metric keys) with the per-size columns of ``kinds`` and ``bins`` (0.0 where
+    absent) in ``per_size_columns`` order: where the first of them already is, else right after its last
+    ``metrics/`` key, where a validation puts them.
 
     ``results.csv`` takes its header from its first row. Epochs that are not validated (``val=False``) carry the row
     that ``BaseTrainer._setup_train`` (8.4.190) builds from the validator's metric keys, without these columns: given
     their place, the validated rows' columns do not shift.
     """
+    columns = per_size_columns(kinds, bins)
     keys = list(metrics)
+    present = [k for k in keys if k in columns]
     metric_keys = [k for k in keys if k.startswith("metrics/")]
-    i = keys.index(metric_keys[-1]) + 1 if metric_keys else len(keys)
-    columns = per_size_columns(kinds)
-    return {k: metrics.get(k, 0.0) for k in [*keys[:i], *columns, *[k for k in keys[i:] if k not in columns]]}
+    i = keys.index(present[0]) if present else keys.index(metric_keys[-1]) + 1 if metric_keys else len(keys)
+    rest = [k for k in keys if k not in columns]
+    before = [k for k in keys[:i] if k not in columns]
+    return {k: metrics.get(k, 0.0) for k in [*before, *columns, *rest[len(before):]]}
 
 
 class SizeAdaptiveValidator(DetectionValidator):
     """``DetectionValidator`` that logs (and outside training saves) the per-size COCO mAP."""
 
     per_size_kinds = (("bbox", "B"),)  # (iou type, metric suffix): what Ultralytics' own detect evaluation adds
+    size_bins = "coco"  # size_bins; "aitod" adds very_tiny and tiny (set by the trainer, YOLO.val, compare)
+
+    def get_stats(self) -> dict:
+        """``DetectionValidator.get_stats`` (8.4.190); for ``size_bins=aitod`` the very tiny and tiny columns too, in
+        ``per_size_columns`` order: 0.0 until evaluated, as upstream's columns; -1 (n/a) on COCO and LVIS, which keep
+        Ultralytics' own evaluation."""
+        stats = super().get_stats()
+        if self.size_bins != "coco" and self.args.save_json:
+            fill = 0.0 if self.gdict else -1.0
+            missing = {f"metrics/mAP_{b}(B)": fill for b in AITOD_NAMES if f"metrics/mAP_{b}(B)" not in stats}
+            stats = with_per_size_columns({**stats, **missing}, self.per_size_kinds, self.size_bins)
+        return stats
 
     def eval_json(self, stats: dict) -> dict:
         """Run ``DetectionValidator.eval_json`` (8.4.190), quietly during training, then report its per-size mAP."""
         with _quiet(LOGGER) if self.training else contextlib.nullcontext():
             stats = super().eval_json(stats)
-        per_size = {k: stats[f"metrics/mAP_{k}(B)"] for k in BUCKET_NAMES if f"metrics/mAP_{k}(B)" in stats}
+        names = bin_names(self.size_bins)
+        per_size = {k: stats[f"metrics/mAP_{k}(B)"] for k in names if f"metrics/mAP_{k}(B)" in stats}
         if per_size:
             report_per_size({"B": per_size}, None if self.training else self.save_dir)
+        return stats
+
+    def coco_evaluate(self, stats: dict, pred_json, anno_json, *args, **kwargs) -> dict:
+        """``DetectionValidator.coco_evaluate`` (8.4.190); for ``size_bins=aitod`` on a custom data set (its
+        in-memory ground truth ``gdict``, and the predictions ``eval_json`` paired with it), the very tiny and tiny
+        mAP too, by ``coco_per_size`` (faster-coco-eval with AI-TOD's area ranges added)."""
+        stats = super().coco_evaluate(stats, pred_json, anno_json, *args, **kwargs)
+        if self.size_bins != "coco" and self.gdict and len(self.jdict) and isinstance(pred_json, list):
+            try:
+                values = coco_per_size(anno_json, pred_json, "bbox", bins=self.size_bins)
+            except Exception as e:  # as upstream: a failed evaluation does not end a training run
+                LOGGER.warning(f"{PREFIX} per-size mAP ({self.size_bins} bins) unable to run: {e}")
+                return stats
+            stats.update({f"metrics/mAP_{b}(B)": values[b] for b in AITOD_NAMES})
         return stats
 
 
@@ -87,6 +123,7 @@ class PerSizeValidation:
     """
 
     per_size_kinds: tuple[tuple[str, str], ...] = (("bbox", "B"),)  # (iou type, metric suffix)
+    size_bins = "coco"  # size_bins; "aitod" adds very_tiny and tiny (set by the trainer, YOLO.val, compare)
 
     def init_metrics(self, model) -> None:
         """``init_metrics`` of the task validator (8.4.190), then an empty record of the labels."""
@@ -148,7 +185,7 @@ class PerSizeValidation:
         skips ``eval_json``)."""
         stats = super().get_stats()
         if self.per_size_on:
-            stats.update({c: 0.0 for c in per_size_columns(self.per_size_kinds)})
+            stats.update({c: 0.0 for c in per_size_columns(self.per_size_kinds, self.size_bins)})
             if self.training or not self.jdict:
                 stats = self.per_size_metrics(stats)
         return stats
@@ -167,13 +204,14 @@ class PerSizeValidation:
             for iou_type, suffix in self.per_size_kinds:
                 gt = coco_ground_truth(self.size_images, iou_type, self.class_map)
                 results[suffix] = coco_per_size(gt, coco_detections(self.size_images, self.jdict, iou_type), iou_type,
-                                                print_function)
+                                                print_function, bins=self.size_bins)
         except Exception as e:  # as DetectionValidator.coco_evaluate: a failed evaluation does not end a training run
             LOGGER.warning(f"{PREFIX} per-size mAP unable to run: {e}")
             return stats
+        names = bin_names(self.size_bins)
         for suffix, values in results.items():
-            stats.update({f"metrics/mAP_{b}({suffix})": values[b] for b in BUCKET_NAMES})
-        report_per_size({s: {b: v[b] for b in BUCKET_NAMES} for s, v in results.items()},
+            stats.update({f"metrics/mAP_{b}({suffix})": values[b] for b in names})
+        report_per_size({s: {b: v[b] for b in names} for s, v in results.items()},
                         None if self.training else self.save_dir)
         return stats
 
@@ -233,33 +271,37 @@ VALIDATORS = {  # Ultralytics task -> our validator
 }
 
 
-def per_size_in_stock_training(model) -> None:
+def per_size_in_stock_training(model, bins: str = "coco") -> None:
     """Let a stock Ultralytics training of a segment, pose or OBB model report mAP per size (``yolo-sa compare``'s
-    stock arms; a stock detect run has it already with ``save_json=True``).
+    stock arms; a stock detect run has COCO's already with ``save_json=True``, and gets ours for ``bins="aitod"``).
 
     Adds an ``on_pretrain_routine_end`` callback to ``model`` (an Ultralytics ``Model``) that replaces the stock
-    trainer's validator with ours of the same task, built as the task trainer's ``get_validator`` (8.4.190) builds
-    it, and gives the metrics row its per-size columns (``with_per_size_columns``). Training, loss and checkpoints
-    stay stock; without ``save_json=True`` nothing changes.
+    trainer's validator with ours of the same task and ``size_bins``, built as the task trainer's ``get_validator``
+    (8.4.190) builds it, and gives the metrics row its per-size columns (``with_per_size_columns``). Training, loss and
+    checkpoints stay stock; without ``save_json=True`` nothing changes.
     """
+    bin_names(bins)  # refuses unknown bins now, not in the callback
 
     def on_pretrain_routine_end(trainer):
         validator = VALIDATORS.get(trainer.args.task)
-        if validator is None or validator is SizeAdaptiveValidator or not trainer.args.save_json:
+        if validator is None or (validator is SizeAdaptiveValidator and bins == "coco") or not trainer.args.save_json:
             return
         trainer.validator = validator(trainer.test_loader, save_dir=trainer.save_dir, args=copy(trainer.args),
                                       _callbacks=trainer.callbacks)
+        trainer.validator.size_bins = bins
         if trainer.metrics is not None:
-            trainer.metrics = with_per_size_columns(trainer.metrics, validator.per_size_kinds)
+            trainer.metrics = with_per_size_columns(trainer.metrics, validator.per_size_kinds, bins)
 
     model.add_callback("on_pretrain_routine_end", on_pretrain_routine_end)
 
 
 def describe_per_size(per_size: dict[str, float], kind: str = "B") -> str:
-    """The per-size log line of a metric ``kind`` (``B`` box, ``M`` mask); COCO's -1 (no objects of that size in the
-    validation set) reads 'n/a (no objects)'."""
-    values = "  ".join(f"{k} {'n/a (no objects)' if v < 0 else format(v, '.4f')}" for k, v in per_size.items())
-    return f"{KIND_NAMES[kind]}mAP50-95 by object size (COCO areas, original px): {values}"
+    """The per-size log line of a metric ``kind`` (``B`` box, ``M`` mask), every bin of ``per_size`` in its order;
+    COCO's -1 (no objects of that size in the validation set) reads 'n/a (no objects)'."""
+    values = "  ".join(f"{k.replace('_', ' ')} {'n/a (no objects)' if v < 0 else format(v, '.4f')}"
+                       for k, v in per_size.items())
+    areas = "COCO and AI-TOD areas" if any(b in per_size for b in AITOD_NAMES) else "COCO areas"
+    return f"{KIND_NAMES[kind]}mAP50-95 by object size ({areas}, original px): {values}"
 
 
 def report_per_size(per_size: dict[str, dict[str, float]], save_dir=None) -> None:

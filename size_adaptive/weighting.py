@@ -25,8 +25,39 @@ import torch
 
 SMALL, MEDIUM, LARGE = 0, 1, 2
 BUCKET_NAMES = ("small", "medium", "large")
+AITOD_NAMES = ("very_tiny", "tiny")  # size_bins=aitod: AI-TOD's bins inside COCO's small
+AITOD_THRESHOLDS = (8.0, 16.0)  # their upper side lengths, original px: very tiny area < 8², tiny 8² <= area < 16²
 
 Numbers = Union[torch.Tensor, Sequence[float]]
+
+
+def bin_names(bins: str = "coco") -> tuple[str, ...]:
+    """The per-size names of ``size_bins``, in column order: ``coco`` small, medium, large; ``aitod`` very_tiny,
+    tiny, small, medium, large (very tiny and tiny lie inside small, which keeps COCO's meaning).
+
+    Raises:
+        ValueError: ``bins`` is neither.
+    """
+    if bins == "coco":
+        return BUCKET_NAMES
+    if bins == "aitod":
+        return (*AITOD_NAMES, *BUCKET_NAMES)
+    raise ValueError(f"size_bins: expected one of ['coco', 'aitod']; got {bins!r}")
+
+
+def aitod_thresholds(thresholds: Sequence[float], input_thresholds: Sequence[float]) -> tuple[float, float]:
+    """AI-TOD's 8 and 16 px (original) in the unit of ``input_thresholds``, with the factor that turned
+    ``thresholds`` into them (the train set's median resize factor for ``size_space=original``; 1 for ``input``).
+
+    Args:
+        thresholds: (2,) the ``size_thresholds`` as given (px).
+        input_thresholds: (2,) the same in network-input px.
+
+    Returns:
+        (2,) the very tiny/tiny and tiny/small edges as side lengths, network-input px.
+    """
+    factor = float(input_thresholds[0]) / float(thresholds[0])
+    return tuple(t * factor for t in AITOD_THRESHOLDS)
 
 
 def box_areas(boxes: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,8 @@ ONE_PASS = 1 << 16  # the slice size that covers any image: one window, the whol
 METRICS = {  # report label -> sliced_val.val's key; reported where present in every run
     "whole mAP50-95": "metrics/mAP50-95(B)",
     "whole mAP50": "metrics/mAP50(B)",
+    "whole mAP very tiny": "metrics/mAP_very_tiny(B)",  # size_bins=aitod
+    "whole mAP tiny": "metrics/mAP_tiny(B)",
     "whole mAP small": "metrics/mAP_small(B)",
     "whole mAP medium": "metrics/mAP_medium(B)",
     "whole mAP large": "metrics/mAP_large(B)",
@@ -73,12 +75,14 @@ def _names_val_whole(data: Any) -> bool:
 
 
 def evaluate(run_dir: Path, data: Any, imgsz: Any, slice_px: int, slice_whole: bool = True,
-             batch: int = 16) -> dict[str, float | None]:
-    """The run's ``last.pt`` on the whole images of ``data`` (``sliced_val.val``), as ``{label: value}`` of
-    ``METRICS`` (None where COCO wrote -1: no objects of that size); reused from ``WHOLE_FILE`` while its settings
-    hold."""
+             batch: int = 16, bins: str = "coco") -> dict[str, float | None]:
+    """The run's ``last.pt`` on the whole images of ``data`` (``sliced_val.val``, per size in ``size_bins`` ``bins``),
+    as ``{label: value}`` of ``METRICS`` (None where COCO wrote -1: no objects of that size); reused from
+    ``WHOLE_FILE`` while its settings hold."""
     settings = {"weights": "last.pt", "data": str(data), "imgsz": imgsz, "slice": slice_px, "overlap": 0.2,
                 "slice_whole": bool(slice_px) and slice_whole, "max_det": 500}
+    if bins != "coco":  # recorded only then, so that evaluations written before size_bins existed stay valid
+        settings["size_bins"] = bins
     cache = run_dir / WHOLE_FILE
     if cache.is_file():
         recorded = json.loads(cache.read_text())
@@ -89,7 +93,7 @@ def evaluate(run_dir: Path, data: Any, imgsz: Any, slice_px: int, slice_whole: b
     shutil.rmtree(run_dir / WHOLE_DIR, ignore_errors=True)  # a stale or interrupted evaluation of ours
     results = val(run_dir / "weights" / "last.pt", data, slice=slice_px or ONE_PASS, overlap=settings["overlap"],
                   slice_whole=settings["slice_whole"], batch=batch, imgsz=imgsz, max_det=settings["max_det"],
-                  save_dir=run_dir / WHOLE_DIR, plots=False, verbose=False)
+                  save_dir=run_dir / WHOLE_DIR, plots=False, verbose=False, size_bins=bins)
     metrics = {label: (None if results[key] < 0 else results[key]) for label, key in METRICS.items() if key in results}
     cache.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n")
     return metrics

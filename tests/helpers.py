@@ -36,11 +36,12 @@ def model(cfg: str = "yolo11n.yaml", nc: int = 10) -> DetectionModel:
 
 
 def settings(weights=(2.0, 1.5, 1.0), thresholds=(32.0, 96.0), norm=False, terms=("cls", "box", "dfl"),
-             assign="stock", min_pos=0, box_nwd=0.0, nwd_c=8.0) -> SizeSettings:
-    """Settings with thresholds and NWD's C in network-input px."""
+             assign="stock", min_pos=0, box_nwd=0.0, nwd_c=8.0, nwd_k=1.0, simd_mn=None) -> SizeSettings:
+    """Settings with thresholds and NWD's C in network-input px (``nwd_c="relative"``: k times each object's side)."""
     return SizeSettings(weights=tuple(weights), thresholds=tuple(thresholds), space="input", norm=norm,
-                        terms=tuple(terms), assign=assign, min_pos=min_pos, box_nwd=box_nwd, nwd_c=nwd_c,
-                        input_thresholds=tuple(thresholds), nwd_input_c=nwd_c)
+                        terms=tuple(terms), assign=assign, min_pos=min_pos, box_nwd=box_nwd, nwd_c=nwd_c, nwd_k=nwd_k,
+                        input_thresholds=tuple(thresholds), nwd_input_c=None if nwd_c == "relative" else nwd_c,
+                        simd_mn=simd_mn)
 
 
 def capture_assignment(criterion) -> dict:

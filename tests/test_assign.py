@@ -390,8 +390,10 @@ def test_each_upstream_assigner_has_a_declared_counterpart_with_the_levers_in_fr
     for base, ours in SIZE_ASSIGNERS.items():
         assert ours.__mro__[1:3] == (SizeAssigner, base) and ours.__name__ == f"Size{base.__name__}"
         assert ours.__module__ == "size_adaptive.assign" and base.__name__ in ours.__doc__
-    assert {b.__name__ for b, o in SIZE_ASSIGNERS.items() if o.nwd_refusal} == {
-        "SegTaskAlignedAssigner", "PoseTaskAlignedAssigner"}
+    refusals = {b.__name__: sorted(o.refused) for b, o in SIZE_ASSIGNERS.items() if o.refused}
+    assert refusals == {"SegTaskAlignedAssigner": ["nwd", "nwd_small", "simd"],
+                        "PoseTaskAlignedAssigner": ["nwd", "nwd_small", "simd"],
+                        "RotatedTaskAlignedAssigner": ["simd"]}
 
 
 @pytest.mark.parametrize("settings", [dict(assign="fixed"), dict(assign="nwd"), dict(assign="fixed", min_pos=3),
@@ -425,11 +427,12 @@ def test_the_loss_counts_the_small_object_as_assigned_under_fixed_and_scored_und
     assert counts["nwd"][SCORE, 0] > 0
 
 
-def test_nwd_is_refused_for_yolo26_segment_and_pose_and_fixed_is_accepted():
+@pytest.mark.parametrize("mode", ["nwd", "nwd_small", "simd"])
+def test_nwd_is_refused_for_yolo26_segment_and_pose_and_fixed_is_accepted(mode):
     for cfg, what in (("yolo26n-seg.yaml", "YOLO26 segment"), ("yolo26n-pose.yaml", "YOLO26 pose")):
         m = h.model(cfg, nc=4)
-        with pytest.raises(ValueError, match=f"size_assign: expected stock or fixed for {what}.*got nwd"):
-            build_criterion(m, h.settings(assign="nwd"))
+        with pytest.raises(ValueError, match=f"size_assign: expected one of stock, fixed for {what}.*got {mode}$"):
+            build_criterion(m, h.settings(assign=mode, simd_mn=(6.0, 4.0)))
         criterion = build_criterion(m, h.settings(assign="fixed", min_pos=2))
         assert all(isinstance(b.assigner.inner, SizeAssigner) for b in (criterion.one2many, criterion.one2one))
 
@@ -446,7 +449,7 @@ def test_the_assigner_is_patched_only_when_a_setting_asks():
 def test_yolo_train_refuses_nwd_for_a_yolo26_segment_model_before_the_run_folder_exists(tmp_path):
     from size_adaptive import YOLO
 
-    with pytest.raises(ValueError, match="size_assign: expected stock or fixed for YOLO26 segment"):
+    with pytest.raises(ValueError, match="size_assign: expected one of stock, fixed for YOLO26 segment"):
         YOLO("yolo26n-seg.yaml").train(data="demo-seg", epochs=1, imgsz=64, project=str(tmp_path), name="run",
                                       size_assign="nwd")
     assert not (tmp_path / "run").exists()
@@ -518,3 +521,88 @@ def test_upstream_select_highest_overlaps_ends_with_the_column_max_that_the_cont
     assert line in source and source.rstrip().endswith("return target_gt_idx, fg_mask, mask_pos")
     assert "if self.topk2 != self.topk:" in source
     assert line in inspect.getsource(SizeAssigner._select_claimants)
+
+
+# size_nwd_c=relative, size_assign=nwd_small and simd (issue 21)
+
+
+def _patched(mode, **kw):
+    a = TaskAlignedAssigner(topk=10, num_classes=2, alpha=0.5, beta=6.0, stride=[8, 16, 32])
+    return patch_assigner(a, mode, 0, kw.pop("c", None), **kw)
+
+
+def _pair_boxes():
+    """Two objects (6x6 px and 40x40 px) and, for each, a prediction offset by 3 px in x: (N, 4) gt and pd."""
+    gt = torch.tensor([[30.0, 30.0, 36.0, 36.0], [10.0, 10.0, 50.0, 50.0]])
+    return gt, gt + torch.tensor([3.0, 0.0, 3.0, 0.0])
+
+
+def test_the_overlap_of_each_mode_on_the_same_pairs():
+    from ultralytics.utils.metrics import bbox_iou
+
+    from size_adaptive.nwd import nwd, relative_c
+    from size_adaptive.simd import simd
+
+    gt, pd = _pair_boxes()
+    ciou = bbox_iou(gt, pd, xywh=False, CIoU=True).squeeze(-1).clamp(0)
+    fixed_c = _patched("nwd", c=8.0).iou_calculation(gt, pd)
+    relative = _patched("nwd", c=None, nwd_k=1.0).iou_calculation(gt, pd)
+    assert torch.allclose(fixed_c, nwd(gt, pd, 8.0))  # one C: both read e^(-3/8)
+    assert torch.allclose(relative, torch.exp(-torch.tensor([3 / 6, 3 / 40])))  # its own side each
+    assert torch.allclose(relative, nwd(gt, pd, relative_c(gt, 1.0)))
+    # nwd_small with the small edge at 32 px input: NWD for the 6 px object, CIoU for the 40 px one
+    small = _patched("nwd_small", c=None, nwd_k=1.0, small_side=32.0).iou_calculation(gt, pd)
+    assert torch.allclose(small, torch.stack((relative[0], ciou[1])))
+    assert torch.allclose(_patched("simd", simd_mn=(5.0, 4.0)).iou_calculation(gt, pd), simd(gt, pd, 5.0, 4.0))
+
+
+def test_relative_c_lifts_the_large_objects_overlap_over_one_c():
+    # The bias the issue names: at one C (the mean side, say 13 px) a 3 px offset on a 40 px object reads as low as on
+    # a 6 px one; relative C scores the large object's near-perfect prediction near 1.
+    gt, pd = _pair_boxes()
+    one_c = _patched("nwd", c=13.0).iou_calculation(gt, pd)
+    relative = _patched("nwd", c=None, nwd_k=1.0).iou_calculation(gt, pd)
+    assert one_c[0] == one_c[1] and relative[1] > 0.9 > one_c[1] and relative[0] < one_c[0]
+
+
+def test_nwd_small_contest_goes_to_the_small_claimant_before_any_overlap_comparison():
+    # Object 1 (small) and object 2 (large) claim anchor 1. The large one's CIoU (0.9) is higher than the small one's
+    # NWD (0.2), yet the anchor goes to the small claimant: NWD and CIoU are not compared. Among claimants of one
+    # bucket the overlap decides as under fixed.
+    a, mask_pos, overlaps = _contest((0.2, 0.9))
+    for small, winner in (([False, True, False], 1), ([False, False, True], 2), ([False, True, True], 2),
+                          ([False, False, False], 2)):
+        a._call.small = torch.tensor(small).repeat_interleave(4)  # the record's pairs: (object, anchor) row-major
+        target_gt_idx, _, new_mask = a.select_highest_overlaps(mask_pos, overlaps, 3, torch.zeros_like(overlaps))
+        assert target_gt_idx[0, 1] == winner and new_mask[0, :, 1].sum() == 1
+
+
+def test_nwd_small_through_a_call_gives_the_contested_anchor_to_the_small_object():
+    # A 4x4 px object inside a 30x30 px one at imgsz 64: their candidate regions share stride-8 anchors. Every anchor
+    # predicts the large box, so CIoU favours the large object everywhere; with nwd_small the shared anchors go to the
+    # small object (it keeps all the candidates it was given top-k for); under nwd the contested ones go to the
+    # large one, whose NWD is 1 there.
+    labels, gt, mask = _gt([[30.0, 30.0, 34.0, 34.0], [17.0, 17.0, 47.0, 47.0]])
+    scores, pd = _predictions([17.0, 17.0, 47.0, 47.0])
+    out = _patched("nwd_small", c=None, nwd_k=1.0, small_side=8.0)(scores, pd, ANCHORS_PX, labels, gt, mask)
+    target_gt_idx, fg_mask = out[4], out[3]
+    shared = _in_region([30.0, 30.0, 34.0, 34.0]) & _in_region([17.0, 17.0, 47.0, 47.0])
+    assert shared.sum() > 0 and bool((target_gt_idx[0][shared & fg_mask[0]] == 0).all())
+    assert bool(fg_mask[0][shared].all())
+    plain = _patched("nwd", c=None, nwd_k=1.0)(scores, pd, ANCHORS_PX, labels, gt, mask)
+    assert bool((plain[4][0][shared & plain[3][0]] == 1).any())
+
+
+def test_simd_is_refused_for_obb_and_nwd_small_is_accepted():
+    m = h.model("yolo11n-obb.yaml", nc=2)
+    refusal = r"size_assign: expected one of stock, fixed, nwd, nwd_small for OBB .*got simd$"
+    with pytest.raises(ValueError, match=refusal):
+        build_criterion(m, h.settings(assign="simd", simd_mn=(6.0, 4.0)))
+    criterion = build_criterion(m, h.settings(assign="nwd_small", nwd_c="relative"))
+    assert criterion.assigner.inner.size_mode == "nwd_small" and criterion.assigner.inner.size_nwd_k == 1.0
+
+
+def test_patch_assigner_refuses_nwd_small_or_simd_without_their_resolved_values():
+    for mode, what in (("nwd_small", "small_side"), ("simd", "simd_mn")):
+        with pytest.raises(ValueError, match=f"size_assign: {mode} needs {what}"):
+            _patched(mode, c=8.0)

@@ -119,6 +119,18 @@ def test_stock_values_are_refused_before_a_run_folder_exists(user, arg, key, say
     assert says in user.refused("train", *args, arg, key=key)
 
 
+@pytest.mark.parametrize("args, key, says", [
+    (["size_assign=nwd", "size_nwd_c=relative", "size_nwd_k=nan"], "size_nwd_k",
+     "expected a positive finite number, e.g. size_nwd_k=1; got 'nan'"),
+    (["model=yolo26n-seg.yaml", "data=demo-seg", "size_assign=simd"], "size_assign", "YOLO26 segment"),
+    (["model=yolo26n-pose.yaml", "data=demo-pose", "size_assign=nwd_small"], "size_assign", "YOLO26 pose"),
+    (["size_bins=visdrone"], "size_bins", "expected one of ['coco', 'aitod']; got 'visdrone'"),
+])
+def test_the_metric_settings_are_refused_before_a_run_folder_exists(user, args, key, says):
+    model = [a for a in args if a.startswith("model=")]
+    assert says in user.refused("train", *[a for a in TINY if not (model and a.startswith("model="))], *args, key=key)
+
+
 def test_compare_refuses_the_same_stock_values_before_anything_trains(user):
     assert "Did you mean data=demo-seg?" in user.refused("compare", "seeds=1", "data=demo_seg", *TINY, key="data")
     assert "got imgsz='abc'" in user.refused("compare", "seeds=1", *TINY[:2], "imgsz=abc", key="imgsz")
@@ -130,6 +142,14 @@ def test_resuming_a_finished_run_is_refused_without_a_new_folder(finished):
     line = user.refused("train", "resume", f"model={last}", key="resume")
     assert line.endswith(f"{last} finished its 1 epochs: nothing to resume")
     user.refused("train", f"resume={last}", key="resume")
+
+
+def test_val_refuses_unknown_size_bins_whole_or_sliced(finished):
+    user, _ = finished
+    last = user.runs / "detect" / "rel" / "done" / "weights" / "last.pt"
+    for sliced in ([], ["slice=320"]):
+        line = user.refused("val", f"model={last}", "data=demo", *sliced, "size_bins=tiny", key="size_bins")
+        assert line.endswith("expected one of ['coco', 'aitod']; got 'tiny'")
 
 
 def _dataset(root: Path, demo_yaml: Path, empty_labels: bool, no_train_images: bool) -> Path:

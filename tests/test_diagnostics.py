@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,9 +18,12 @@ from size_adaptive.diagnostics import (
     UNASSIGNED,
     assignment_counts,
     describe,
+    diagnostic_columns,
     diagnostics,
+    new_counts,
 )
 from size_adaptive.loss import SizeAdaptiveDetectionLoss
+from size_adaptive.settings import SizeSettings
 
 
 def _assignment():
@@ -138,3 +142,78 @@ def test_a_box_whose_candidate_region_holds_no_anchor_centre_gets_no_positive():
     ours = SizeAdaptiveDetectionLoss(m, settings=h.settings())
     ours(h.preds(m, 1, 64), h.batch([[70, 70, 74, 74], [10, 10, 30, 30]], 64))
     assert ours.size_counts[OBJECTS, 0] == 2 and ours.size_counts[UNASSIGNED, 0] == 1
+
+
+# --- size_bins=aitod: every object also counted in AI-TOD's very tiny (< 8 px) or tiny (8-16 px) -----------------
+
+
+def test_an_object_counts_in_its_coco_bucket_and_its_aitod_bin():
+    # _assignment() with AI-TOD columns: the small object (3 positives) is tiny (column 4), the medium one (no
+    # positive) is 16 px and above (column 5, not shown). COCO's columns stay those of the plain (bs, n) buckets.
+    gt_bucket, *rest = _assignment()
+    aitod = torch.stack((gt_bucket, torch.tensor([[4, 5, 3]])), -1)  # (bs, n_max_boxes, 2); padding row: any
+    counts = assignment_counts(aitod, *rest, out=new_counts(bins="aitod"))
+    assert counts.shape == (5, 6) and torch.equal(counts[:, :3], assignment_counts(gt_bucket, *rest))
+    assert counts[OBJECTS, 3:].tolist() == [0.0, 1.0, 1.0] and counts[UNASSIGNED, 3:].tolist() == [0.0, 0.0, 1.0]
+    assert counts[POSITIVES, 3:].tolist() == [0.0, 3.0, 0.0]
+    torch.testing.assert_close(counts[SCORE, 3:], torch.tensor([0.0, 0.6, 0.0]))
+    torch.testing.assert_close(counts[IOU, 3:], torch.tensor([0.0, 1.5, 0.0]))
+
+
+def test_aitod_columns_are_shares_of_all_positives_and_leave_the_coco_columns_as_they_were():
+    coco = torch.tensor([[4.0, 2.0, 0.0], [1.0, 0.0, 0.0], [6.0, 3.0, 0.0], [1.2, 1.5, 0.0], [3.0, 2.4, 0.0]])
+    # of the 4 small objects: 1 very tiny (unassigned), 2 tiny with 4 positives (scores 0.4, overlaps 1.0), 1 larger
+    aitod = torch.tensor([[1.0, 2.0, 3.0], [1.0, 0.0, 0.0], [0.0, 4.0, 5.0], [0.0, 0.4, 2.3], [0.0, 1.0, 4.4]])
+    values = diagnostics(torch.cat((coco, aitod), 1), weights=(2.0, 1.5, 1.0))
+    assert list(values) == list(diagnostic_columns("aitod"))
+    assert {k: values[k] for k in DIAGNOSTIC_COLUMNS} == diagnostics(coco, weights=(2.0, 1.5, 1.0))
+    # 4 of the 9 positives are tiny; the very tiny object has none, so its score and IoU are undefined
+    assert values["size/fg_tiny"] == pytest.approx(4 / 9) and values["size/fg_very_tiny"] == 0
+    assert values["size/unassigned_very_tiny"] == 1.0 and values["size/unassigned_tiny"] == 0.0
+    assert values["size/pos_per_gt_tiny"] == 2.0 and values["size/score_tiny"] == pytest.approx(0.1)
+    assert values["size/iou_tiny"] == pytest.approx(0.25) and math.isnan(values["size/iou_very_tiny"])
+    assert describe(values).startswith("very tiny/tiny/small/medium/large: positives 0.0/44.4/66.7/33.3/0.0% "
+                                       "(mean weight 1.833); objects without a positive 100.0/0.0/25.0/0.0/n/a%")
+
+
+def test_aitod_edges_are_8_and_16_original_px_at_the_factor_of_the_thresholds():
+    from size_adaptive.loss import size_tiny_thresholds
+
+    resolved = SizeSettings(bins="aitod", thresholds=(32.0, 96.0), input_thresholds=(16.0, 48.0))  # factor 0.5
+    assert size_tiny_thresholds(resolved).tolist() == [4.0, 8.0]
+    assert size_tiny_thresholds(replace(resolved, bins="coco")) is None
+    assert size_tiny_thresholds(h.settings(thresholds=(32, 50))) is None  # the default: coco
+
+
+def test_loss_with_aitod_bins_counts_as_with_coco_plus_the_tiny_bins():
+    # imgsz 64, thresholds 32/50 px input (AI-TOD's 8/16 px then input px too): a 5 px (very tiny), a 12 px (tiny) and
+    # a 20 px (16-32) small object, a 40 px medium and a 60 px large one. The loss and COCO's columns do not change;
+    # very tiny and tiny hold one object each, and with the 16 px-and-above column they split every positive.
+    m = h.model()
+    p = h.preds(m, 2, 64)
+    b = h.batch([[10, 10, 15, 15], [30, 10, 42, 22], [10, 30, 30, 50], [4, 4, 44, 44], [2, 2, 62, 62]], 64,
+                image_idx=[0, 0, 0, 1, 1])
+    coco = SizeAdaptiveDetectionLoss(m, settings=h.settings(thresholds=(32, 50)))
+    aitod = SizeAdaptiveDetectionLoss(m, settings=replace(h.settings(thresholds=(32, 50)), bins="aitod"))
+    cap, hook = {}, aitod.assigner.hook  # copies: upstream scales some of these tensors in place after the assignment
+    aitod.assigner.hook = lambda *a: (cap.update(args=[t.clone() for t in a]), hook(*a))[1]
+    loss_coco, loss_aitod = coco(p, b), aitod(p, b)
+    assert torch.equal(loss_coco[0], loss_aitod[0])
+    assert all(torch.equal(loss_coco[1][k], loss_aitod[1][k]) for k in loss_coco[1])
+    counts = aitod.size_counts
+    assert counts.shape == (5, 6) and torch.equal(counts[:, :3], coco.size_counts)
+    assert counts[OBJECTS].tolist() == [3.0, 1.0, 1.0, 1.0, 1.0, 3.0]
+    assert counts[POSITIVES, 3:].sum() == counts[POSITIVES, :3].sum() > 0
+    assert counts[POSITIVES, 3:5].sum() <= counts[POSITIVES, 0]
+    # counted at the foreground slots (max_positives < every anchor), as reading every anchor counts
+    from size_adaptive.loss import count_assignment, max_positives
+    from size_adaptive.weighting import anchor_scores, size_buckets
+
+    pd_bboxes, gt_bboxes, mask_gt, labels, target_bboxes, scores, fg_mask, target_gt_idx = cap["args"]
+    assert max_positives(aitod, gt_bboxes) < fg_mask.numel()
+    areas = aitod.box_areas(gt_bboxes)
+    gt_bucket = torch.stack((size_buckets(areas, aitod.size_thresholds),
+                             size_buckets(areas, aitod.size_tiny_thresholds) + 3), -1)
+    every = count_assignment(new_counts(bins="aitod"), aitod.box_overlap, gt_bucket, mask_gt, pd_bboxes,
+                             target_bboxes, fg_mask, target_gt_idx, anchor_scores(scores, labels), fg_mask.numel())
+    assert torch.allclose(counts, every, rtol=1e-6, atol=0)

@@ -164,28 +164,34 @@ def stop_after_first_checkpoint(trainer):
     raise KeyboardInterrupt("simulated interruption after epoch 1")
 
 # the drop-in YOLO, or a stock YOLO given the trainer class
-cfg, data = sys.argv[3:5]
+cfg, data, assign = sys.argv[3:6]
 model, trainer = (YOLO(cfg), None) if sys.argv[2] == "yolo" else (StockYOLO(cfg), SizeAdaptiveTrainer)
 model.add_callback("on_model_save", stop_after_first_checkpoint)
 try:
     model.train(data=data, epochs=3, imgsz=128, batch=4, device="cpu", plots=False, project=sys.argv[1], name="run",
-                size_weights=[3, 2, 1], size_thresholds=[20, 60], size_terms="box,dfl", size_assign="nwd",
+                size_weights=[3, 2, 1], size_thresholds=[20, 60], size_terms="box,dfl", size_assign=assign,
                 size_min_pos=2, size_box_nwd=0.2, trainer=trainer)
 except KeyboardInterrupt:
     print("interrupted")
 """
 
 
-@pytest.mark.parametrize("api, how, cfg, data", [("yolo", "resume=path", "yolo11n.yaml", "demo"),
-                                                 ("trainer", "model=path resume=True", "yolo11n.yaml", "demo"),
-                                                 ("yolo", "resume=path", "yolo11n-obb.yaml", "demo-obb")])
-def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, cfg, data):
-    _run("-c", INTERRUPTED, str(tmp_path), api, cfg, data)
+@pytest.mark.parametrize("api, how, cfg, data, assign", [
+    ("yolo", "resume=path", "yolo11n.yaml", "demo", "nwd"),
+    ("trainer", "model=path resume=True", "yolo11n.yaml", "demo", "nwd"),
+    ("yolo", "resume=path", "yolo11n-obb.yaml", "demo-obb", "nwd"),
+    ("yolo", "resume=path", "yolo11n.yaml", "demo", "simd"),
+])
+def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, cfg, data, assign):
+    _run("-c", INTERRUPTED, str(tmp_path), api, cfg, data, assign)
     folder = tmp_path / "run"
     first = yaml.safe_load((folder / "args.yaml").read_text())
     assert len(_rows(folder)) == 1
     assert first["size_weights"] == [3.0, 2.0, 1.0] and first["size_terms"] == ["box", "dfl"]
-    assert first["size_assign"] == "nwd" and first["size_nwd_c"] == "auto" and first["size_nwd_input_c"] > 0
+    assert first["size_assign"] == assign and first["size_nwd_c"] == "auto" and first["size_nwd_input_c"] > 0
+    if assign == "simd":  # SimD's constants, fitted on the training labels, recorded beside NWD's C
+        m, n = first["size_simd_mn"]
+        assert m > 0 and n > 0
     last = folder / "weights" / "last.pt"
     args = [f"resume={last}"] if how == "resume=path" else [f"model={last}", "resume=True"]
     log = _plain(_run("-m", "size_adaptive", "train", *args).stdout)
@@ -194,7 +200,9 @@ def test_interrupted_run_resumes_with_its_recorded_settings(tmp_path, api, how, 
     factor = 128 / 640
     assert f"20/60 px original -> {20 * factor:.1f}/{60 * factor:.1f} px input" in log
     assert "(from the checkpoint)" in log
-    assert f"NWD C {first['size_nwd_input_c']:.1f} px" in log and "assigner nwd, at least 2 positives" in log
+    assert f"NWD C {first['size_nwd_input_c']:.1f} px" in log and f"assigner {assign}, at least 2 positives" in log
+    if assign == "simd":
+        assert "SimD m, n {:.3g}, {:.3g}".format(*first["size_simd_mn"]) in log
     assert all(abs(float(r["size/mean_fg_weight"]) - (3 * float(r["size/fg_small"]) + 2 * float(r["size/fg_medium"])
                                                          + float(r["size/fg_large"]))) < 1e-3 for r in rows)
     after = yaml.safe_load((folder / "args.yaml").read_text())

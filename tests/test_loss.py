@@ -393,9 +393,10 @@ def test_training_step_under_cpu_autocast(dtype):
     h.assert_finite_under_autocast(m, criterion, {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}, dtype)
 
 
-def test_box_nwd_blends_the_box_term_by_hand():
-    # box = gain · Σ_fg score_sum · ((1 - r)(1 - CIoU) + r(1 - NWD)) / target_scores_sum, NWD of the predicted and the
-    # assigned box in px (the assigner's own inputs), with C = 8 px.
+def _blend_by_hand(c, **kw):
+    """Our box term with ``size_box_nwd=0.3`` against the hand formula gain · Σ_fg score_sum · ((1 - r)(1 - CIoU) +
+    r(1 - NWD)) / target_scores_sum, NWD of the predicted and the assigned box (the assigner's own inputs) at C = ``c``
+    (a function of the assigned boxes); returns our items, stock's, and the NWD sum with weights."""
     from size_adaptive.nwd import nwd
 
     m = h.model()
@@ -403,16 +404,40 @@ def test_box_nwd_blends_the_box_term_by_hand():
     stock = h.stock_and_size(m, h.settings(weights=(1, 1, 1)))[0]
     _, items_s = stock(p, b)
     r = 0.3
-    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(1, 1, 1), box_nwd=r, nwd_c=8.0))
+    ours = SizeAdaptiveDetectionLoss(m, settings=h.settings(weights=(1, 1, 1), box_nwd=r, **kw))
     captured = h.capture_assignment(ours)
     _, items_o = ours(p, b)
     _, _, _, target_bboxes, target_scores, fg, _ = captured["args"]
-    weight = target_scores.sum(-1)[fg]
-    term_nwd = ((1 - nwd(captured["pd_bboxes"][fg], target_bboxes[fg], 8.0)) * weight).sum()
+    weight, pd, tg = target_scores.sum(-1)[fg], captured["pd_bboxes"][fg], target_bboxes[fg]
+    term_nwd = ((1 - nwd(pd, tg, c(tg))) * weight).sum()
     expected = (1 - r) * items_s["box_loss"] + r * stock.hyp.box * term_nwd / target_scores.sum().clamp(min=1)
     torch.testing.assert_close(items_o["box_loss"], expected, rtol=1e-5, atol=0)
+    return items_o, items_s, ((1 - nwd(pd, tg, 8.0)) * weight).sum(), term_nwd
+
+
+def test_box_nwd_blends_the_box_term_by_hand():
+    # C = 8 px: the box term by hand; the other terms stock.
+    items_o, items_s, _, _ = _blend_by_hand(lambda boxes: 8.0, nwd_c=8.0)
     assert torch.equal(items_o["cls_loss"], items_s["cls_loss"])
     assert torch.equal(items_o["dfl_loss"], items_s["dfl_loss"])
+
+
+def test_box_nwd_with_a_relative_c_uses_each_targets_own_side():
+    # size_nwd_c=relative: C = k·sqrt(w·h) of each assigned box (k = 0.5), in the loss's grid units, which is the same
+    # NWD as in px (scale-invariant).
+    from size_adaptive.nwd import relative_c
+
+    _, _, one_c, relative = _blend_by_hand(lambda boxes: relative_c(boxes, 0.5), nwd_c="relative", nwd_k=0.5)
+    assert not torch.allclose(relative, one_c)  # the relative C is not some fixed C in disguise
+
+
+@pytest.mark.parametrize("kw", [dict(assign="nwd", nwd_c="relative", box_nwd=0.2), dict(assign="nwd_small"),
+                                dict(assign="simd", simd_mn=(6.0, 4.5))], ids=["relative", "nwd_small", "simd"])
+@pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo26n.yaml"])
+def test_new_assigners_train_a_step_with_finite_loss_and_gradients(cfg, kw):
+    m = h.model(cfg)
+    criterion = build_criterion(m, h.settings(min_pos=2, **kw))
+    h.assert_finite_under_autocast(m, criterion, {**_batch(), "img": torch.rand(2, 3, IMGSZ, IMGSZ)}, torch.bfloat16)
 
 
 def test_box_nwd_keeps_the_size_weight_of_the_box_term():
@@ -425,8 +450,10 @@ def test_box_nwd_keeps_the_size_weight_of_the_box_term():
     assert torch.equal(three["dfl_loss"], one["dfl_loss"]) and torch.equal(three["cls_loss"], one["cls_loss"])
 
 
-@pytest.mark.parametrize("kw", [dict(assign="fixed"), dict(assign="nwd", min_pos=3), dict(box_nwd=0.2)],
-                         ids=["fixed", "nwd_min_pos3", "box_nwd"])
+@pytest.mark.parametrize("kw", [dict(assign="fixed"), dict(assign="nwd", min_pos=3), dict(box_nwd=0.2),
+                                dict(assign="nwd_small", nwd_c="relative", box_nwd=0.2),
+                                dict(assign="simd", simd_mn=(6.0, 4.5))],
+                         ids=["fixed", "nwd_min_pos3", "box_nwd", "nwd_small_relative", "simd"])
 def test_assignment_settings_add_no_host_device_sync_to_the_detection_loss(kw):
     m = h.model()
     p, b = h.preds(m, 2, IMGSZ), _batch()

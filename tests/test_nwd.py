@@ -129,3 +129,54 @@ def test_low_precision_boxes_are_computed_in_float32(dtype):
 def test_mixed_box_formats_are_refused():
     with pytest.raises(ValueError, match=r"boxes: expected \(\.\.\., 4\) xyxy or \(\.\.\., 5\) xywhr"):
         nwd(torch.zeros(3, 4), torch.zeros(3, 5), 1.0)
+
+
+# size_nwd_c=relative: C = k * sqrt(w * h) of the ground truth (relative_c)
+
+
+def test_relative_c_is_k_times_the_ground_truth_side():
+    from size_adaptive.nwd import relative_c
+
+    gt = torch.tensor([[0.0, 0.0, 4.0, 9.0], [10.0, 10.0, 10.0, 10.0]])  # sides 6 and 0 (floored)
+    assert relative_c(gt, 2.0).tolist() == pytest.approx([12.0, 2e-3])
+    assert relative_c(_xywhr(gt, 0.4), 2.0).tolist() == pytest.approx([12.0, 2e-3])
+    # hand value: 4x4 box, a prediction 3 px off in x: W2 = 3, C = 1.5 * 4 = 6: e^-0.5
+    a, b = torch.tensor([0.0, 0.0, 4.0, 4.0]), torch.tensor([3.0, 0.0, 7.0, 4.0])
+    assert nwd(a, b, relative_c(a, 1.5)).item() == pytest.approx(math.exp(-0.5))
+
+
+@pytest.mark.parametrize("rotated", [False, True])
+def test_relative_nwd_is_scale_invariant_symmetric_for_equal_areas_and_in_zero_one(rotated):
+    from size_adaptive.nwd import relative_c
+
+    gt, pd = _random_boxes(100, 5), _random_boxes(100, 6)
+    if rotated:
+        gt, pd = _xywhr(gt, 0.3), _xywhr(pd, 1.1)
+
+    def rel(a, b):
+        return nwd(a, b, relative_c(a, 1.0))
+
+    value = rel(gt, pd)
+    assert bool(((value > 0) & (value <= 1)).all())
+    for s in (0.125, 4.0, 32.0):  # the boxes of another stride or image size
+        scaled = torch.cat((gt[..., :4] * s, gt[..., 4:]), -1), torch.cat((pd[..., :4] * s, pd[..., 4:]), -1)
+        assert torch.allclose(rel(*scaled), value, rtol=1e-5, atol=1e-30)
+    # a fixed C is not: the same offset on a 4x larger pair reads lower
+    assert bool((nwd(gt[..., :4] * 4, pd[..., :4] * 4, 12.8) < nwd(gt[..., :4], pd[..., :4], 12.8)).all())
+    # symmetric where the formula is: boxes of equal area (a shifted copy)
+    shifted = gt.clone()
+    shifted[..., :2] += 2.5
+    if not rotated:
+        shifted[..., 2:4] += 2.5
+    assert torch.allclose(rel(gt, shifted), rel(shifted, gt))
+
+
+@pytest.mark.parametrize("rotated", [False, True])
+def test_relative_nwd_has_finite_gradients_at_zero_size_boxes(rotated):
+    from size_adaptive.nwd import relative_c
+
+    gt = torch.tensor([[5.0, 5.0, 5.0, 5.0], [1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 2.0, 6.0]], requires_grad=True)
+    pd = torch.tensor([[5.0, 5.0, 5.0, 5.0], [1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 2.5, 6.0]], requires_grad=True)
+    a, b = (_xywhr(gt), _xywhr(pd)) if rotated else (gt, pd)
+    nwd(a, b, relative_c(a, 1.0)).sum().backward()
+    assert torch.isfinite(gt.grad).all() and torch.isfinite(pd.grad).all()

@@ -141,3 +141,90 @@ def test_rotated_iou_agrees_with_a_point_count_on_a_fine_grid():
         ia, ib = (Polygon(rbox_corners(x)[0]).contains_points(grid) for x in (a, b))
         reference = (ia & ib).sum() / (ia | ib).sum()
         assert reference > 0.05 and rotated_box_iou(a, b)[0, 0] == pytest.approx(reference, abs=2e-3)
+
+
+# --- size_bins=aitod: AI-TOD's very tiny (< 8²) and tiny (8²..16²) inside COCO's small ----------------------------
+
+# One 300x300 image, one object per bin (ltwh px, side sqrt(area)): very tiny 6, tiny 12, small 24, medium 50,
+# large 120.
+AITOD_GT = [[10, 10, 6, 6], [40, 10, 12, 12], [80, 10, 24, 24], [10, 100, 50, 50], [150, 150, 120, 120]]
+AITOD_PREDICTIONS = [
+    {"category_id": 1, "score": 0.9, "bbox": [40, 10, 12, 12]},  # tiny exactly; the very tiny one is never found
+    {"category_id": 1, "score": 0.9, "bbox": [80, 10, 24, 24]},  # the 24 px one exactly
+    {"category_id": 1, "score": 0.95, "bbox": [80, 100, 50, 50]},  # medium-sized, on nothing: a FP ranked first
+    {"category_id": 1, "score": 0.8, "bbox": [10, 100, 50, 50]},  # medium exactly
+    {"category_id": 1, "score": 0.7, "bbox": [178, 150, 120, 120]},  # large moved 28 px: IoU 92/148 = 0.62
+]
+# very tiny: its only object missed -> 0.  tiny: found, nothing else of its size -> 1.
+# small (COCO's [0, 32²], all three): 2 of 3 found at precision 1 -> recall points 0..0.66 -> 67/101.
+# medium: FP then TP -> precision 1/2 at recall 1 -> 0.5.  large: IoU 0.62 reaches 0.50, 0.55, 0.60 -> 3/10.
+AITOD_KNOWN = {"very_tiny": 0.0, "tiny": 1.0, "small": 67 / 101, "medium": 0.5, "large": 0.3}
+
+
+def _evaluate_bins(field: str, iou_type: str, gts: list, predictions: list[dict], bins: str,
+                   shape=(300, 300)) -> dict[str, float]:
+    images = [_image(field, gts, len(predictions), shape)]
+    gt = coco_ground_truth(images, iou_type, [1])
+    return coco_per_size(gt, coco_detections(images, predictions, iou_type), iou_type, bins=bins)
+
+
+def test_aitod_bins_give_the_known_ap_of_one_object_per_bin():
+    result = _evaluate_bins("bbox", "bbox", AITOD_GT, AITOD_PREDICTIONS, "aitod")
+    assert list(result) == ["all", "very_tiny", "tiny", "small", "medium", "large"]
+    assert {b: result[b] for b in AITOD_KNOWN} == pytest.approx(AITOD_KNOWN, abs=1e-12)
+    rotated = [{**p, "rbox": _xywhr(p["bbox"])} for p in AITOD_PREDICTIONS]
+    result = _evaluate_bins("rbox", "rbox", [_xywhr(b) for b in AITOD_GT], rotated, "aitod")
+    assert {b: result[b] for b in AITOD_KNOWN} == pytest.approx(AITOD_KNOWN, abs=1e-12)
+
+
+def test_coco_bins_report_no_tiny_bins():
+    result = _evaluate_bins("bbox", "bbox", AITOD_GT, AITOD_PREDICTIONS, "coco")
+    assert list(result) == ["all", "small", "medium", "large"]
+
+
+def _random_scene(seed: int, n_images: int = 6):
+    """Images with boxes of every size (sides about 3..200 px) and detections: jittered copies with random scores,
+    misses, and false positives."""
+    rng = np.random.default_rng(seed)
+    images, predictions = [], []
+    for _ in range(n_images):
+        n = int(rng.integers(5, 25))
+        wh = np.exp(rng.uniform(np.log(3), np.log(200), (n, 1)) + rng.uniform(-0.2, 0.2, (n, 2)))
+        lt = rng.uniform(0, 400, (n, 2))
+        gts = np.concatenate([lt, wh], 1)
+        found = gts[rng.random(n) < 0.7]
+        jitter = found + rng.normal(0, 1, found.shape) * np.concatenate([found[:, 2:], found[:, 2:]], 1) * 0.04
+        jitter[:, 2:] = np.abs(jitter[:, 2:]) + 0.5
+        fps = np.concatenate([rng.uniform(0, 400, (4, 2)), np.exp(rng.uniform(np.log(3), np.log(150), (4, 2)))], 1)
+        dets = np.concatenate([jitter, fps])
+        preds = [{"category_id": 1, "score": float(s), "bbox": b.tolist()} for b, s in zip(dets, rng.random(len(dets)))]
+        images.append(_image("bbox", gts.tolist(), len(preds), (560, 560)))
+        predictions += preds
+    return images, predictions
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_aitod_bins_leave_all_small_medium_and_large_as_faster_coco_eval_default_ranges_give_them(seed):
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    images, predictions = _random_scene(seed)
+    gt = coco_ground_truth(images, "bbox", [1])
+    dets = coco_detections(images, predictions, "bbox")
+    coco, aitod = coco_per_size(gt, dets, "bbox"), coco_per_size(gt, dets, "bbox", bins="aitod")
+    # today's numbers: faster-coco-eval with its own default area ranges, as Ultralytics' detect evaluation runs it
+    cocogt = COCO(gt)
+    stock = COCOeval_faster(cocogt, cocogt.loadRes([dict(d) for d in dets]), iouType="bbox",
+                            print_function=lambda *a: None)
+    stock.evaluate()
+    stock.accumulate()
+    stock.summarize()
+    today = {b: stock.stats_as_dict[f"AP_{b}"] for b in ("all", "small", "medium", "large")}
+    assert 0 < today["small"] < 1 and 0 < today["medium"] < 1 and 0 < today["large"] < 1  # a scene that tells
+    assert coco == today
+    assert {b: aitod[b] for b in today} == today
+    assert -1 < aitod["very_tiny"] < 1 and -1 < aitod["tiny"] < 1 and aitod["very_tiny"] != aitod["tiny"]
+
+
+def test_unknown_bins_are_refused_by_the_key_name():
+    with pytest.raises(ValueError, match=r"size_bins: expected one of \['coco', 'aitod'\]; got 'visdrone'"):
+        _evaluate_bins("bbox", "bbox", AITOD_GT, AITOD_PREDICTIONS, "visdrone")

@@ -126,3 +126,41 @@ def test_json_and_markdown_carry_the_intervals_and_diagnostics(tmp_path):
     assert "| size | 50.0/n/a/n/a | 1.700 |" in text
     png = (tmp_path / "comparison.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def _csv_run(folder, columns: dict) -> dict:
+    """A run folder whose results.csv holds 2 epochs of ``columns`` (column -> value per epoch), read as compare
+    reads it."""
+    import csv
+
+    from size_adaptive.runs import read_run
+
+    folder.mkdir(parents=True)
+    (folder / "args.yaml").write_text("epochs: 2\n")
+    with open(folder / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "metrics/mAP50-95(B)", *columns])
+        writer.writeheader()
+        for e in (1, 2):
+            writer.writerow({"epoch": e, "metrics/mAP50-95(B)": 0.1 * e, **{k: v * e for k, v in columns.items()}})
+    return read_run(folder)
+
+
+def test_compare_reports_the_tiny_bins_where_every_run_logged_them(tmp_path):
+    # Every stock and size run logged size_bins=aitod's columns: the report has mAP very tiny and tiny beside small
+    # (means over the 2 epochs: 1.5 x the value) and five-bin diagnostics. Where one run lacks them, they are left out.
+    aitod = {"metrics/mAP_very_tiny(B)": 0.01, "metrics/mAP_tiny(B)": 0.02, "metrics/mAP_small(B)": 0.04,
+             "size/fg_very_tiny": 0.1, "size/fg_tiny": 0.2, "size/fg_small": 0.4, "size/fg_medium": 0.3,
+             "size/fg_large": 0.1}
+    runs = {arm: {s: _csv_run(tmp_path / f"{arm}-{s}", aitod) for s in SEEDS} for arm in ("stock", "size")}
+    assert list(runs["size"][0]["metrics"]) == ["mAP50-95", "mAP very tiny", "mAP tiny", "mAP small"]
+    report = summarise(runs, SEEDS)
+    assert report["metrics"] == ["mAP50-95", "mAP very tiny", "mAP tiny", "mAP small"]
+    assert report["arms"]["size"]["metrics"]["mAP tiny"]["mean"] == pytest.approx(0.03)
+    text = markdown(report)
+    assert "| arm | mAP50-95 | mAP very tiny | mAP tiny | mAP small |" in text
+    assert "Assignment diagnostics (very tiny/tiny/small/medium/large;" in text
+    assert "| stock | 15.0/30.0/60.0/45.0/15.0 |" in text  # positives %, mean of 1x and 2x the shares
+    coco = {k: v for k, v in aitod.items() if "tiny" not in k}
+    runs["stock"][0] = _csv_run(tmp_path / "coco-run", coco)
+    report = summarise(runs, SEEDS)
+    assert report["metrics"] == ["mAP50-95", "mAP small"] and "tiny" not in "".join(report["metrics"])

@@ -35,6 +35,16 @@ BAD = [
     ("size_terms", [], "non-empty list of distinct terms"),
     ("size_terms", "box,box", "a term is repeated"),
     ("size_terms", 3, "expected a comma-separated, non-empty list"),
+    ("size_nwd_k", 0, "expected a positive finite number"),
+    ("size_nwd_k", "-1", "expected a positive finite number"),
+    ("size_nwd_k", "nan", "expected a positive finite number"),
+    ("size_nwd_k", "inf", "expected a positive finite number"),
+    ("size_nwd_k", "abc", "expected a positive finite number"),
+    ("size_nwd_c", "relativ", "'auto', 'relative' or a positive number"),
+    ("size_assign", "nwd-small", "expected one of ['stock', 'fixed', 'nwd', 'nwd_small', 'simd']"),
+    ("size_simd_mn", "6,0", "not a positive finite number"),
+    ("size_bins", "visdrone", "expected one of ['coco', 'aitod']"),
+    ("size_bins", 2, "expected one of ['coco', 'aitod']"),
     ("size_weigths", "2,1.5,1", "Did you mean 'size_weights'?"),
     ("size_treshold", "32,96", "Did you mean 'size_thresholds'?"),
 ]
@@ -95,6 +105,12 @@ def test_settings_round_trip_through_args():
     args = s.as_args()
     assert all(not isinstance(v, tuple) for v in args.values())  # YAML-safe
     assert SizeSettings.from_args(args) == s
+
+
+def test_size_bins_default_to_coco_and_read_aitod_in_any_case():
+    assert SizeSettings.from_dict({}).bins == "coco" and "size bins" not in SizeSettings.from_dict({}).describe()
+    s = SizeSettings.from_dict({"size_bins": " AITOD "})
+    assert s.bins == "aitod" and s.as_args()["size_bins"] == "aitod" and s.describe().endswith("; size bins aitod")
 
 
 def test_split_size_keys_separates_our_keys():

@@ -22,7 +22,7 @@ from ultralytics.utils.loss import (
 )
 
 import helpers as h
-from size_adaptive.diagnostics import OBJECTS, POSITIVES
+from size_adaptive.diagnostics import OBJECTS, POSITIVES, UNASSIGNED
 from size_adaptive.loss import (
     SIZE_ADAPTIVE_LOSSES,
     SizeAdaptiveOBBLoss,
@@ -195,6 +195,27 @@ def test_one_training_step_per_task_model(cfg):
     assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
     grads = [q.grad for q in m.parameters() if q.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+    del m.criterion
+
+
+@pytest.mark.parametrize("kw", [dict(assign="nwd", nwd_c="relative", box_nwd=0.2), dict(assign="nwd_small")],
+                         ids=["nwd_relative_box", "nwd_small"])
+@pytest.mark.parametrize("cfg", ["yolo11n-obb.yaml", "yolo26n-obb.yaml"])
+def test_relative_nwd_and_nwd_small_train_rotated_boxes(cfg, kw):
+    # NWD of the rotated Gaussians with C relative to each object (assigner and box term), and nwd_small's mix with
+    # ProbIoU: every object gets positives, the loss and the gradients are finite.
+    m = h.model(cfg, nc=NC)
+    b = {**h.task_batch("obb", BOXES, IMGSZ, IMAGE_IDX, classes=CLASSES, angles=[0.3, 0.0, 1.1]),
+         "img": torch.rand(2, 3, IMGSZ, IMGSZ)}
+    m.criterion = build_criterion(m, h.settings(weights=(1, 1, 1), thresholds=(32, 50), **kw))
+    m.zero_grad()
+    total, items = m.loss(b)
+    total.sum().backward()
+    assert torch.isfinite(total).all() and all(torch.isfinite(v) for v in items.values())
+    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
+    for loss in getattr(m.criterion, "one2one", None), getattr(m.criterion, "one2many", m.criterion):
+        if loss is not None:
+            assert loss.size_counts[UNASSIGNED].sum() == 0 and loss.size_counts[POSITIVES].sum() > 0
     del m.criterion
 
 

@@ -288,3 +288,69 @@ def test_faster_coco_eval_computes_iou_per_image_and_category_through_the_method
 
     assert "computeIoU = self.computeIoU" in inspect.getsource(COCOeval_faster.evaluate)
     assert list(inspect.signature(COCOeval_faster.computeIoU).parameters) == ["self", "imgId", "catId"]
+
+
+# --- size_bins=aitod: very tiny and tiny beside COCO's columns ---------------------------------------------------
+
+AITOD = [f"metrics/mAP_{b}(B)" for b in ("very_tiny", "tiny", "small", "medium", "large")]
+
+
+class _AitodDetect(SizeAdaptiveValidator):
+    size_bins = "aitod"
+
+
+class _AitodOBB(SizeAdaptiveOBBValidator):
+    size_bins = "aitod"
+
+
+def test_aitod_columns_come_before_coco_s_in_every_kind_and_move_there_in_a_validated_row():
+    assert per_size_columns(VALIDATORS["segment"].per_size_kinds, "aitod") == [
+        *AITOD, *(c.replace("(B)", "(M)") for c in AITOD)]
+    validated = {"metrics/mAP50-95(B)": 0.2, "fitness": 0.3, "metrics/mAP_small(B)": 0.1, "metrics/mAP_medium(B)": 0.2,
+                 "metrics/mAP_large(B)": 0.3, "metrics/mAP_very_tiny(B)": 0.4, "metrics/mAP_tiny(B)": 0.5}
+    out = with_per_size_columns(validated, VALIDATORS["detect"].per_size_kinds, "aitod")
+    assert list(out) == ["metrics/mAP50-95(B)", "fitness", *AITOD] and all(out[k] == validated[k] for k in validated)
+    unvalidated = with_per_size_columns({"metrics/mAP50-95(B)": 0.2, "val/box_loss": 1.0},
+                                        VALIDATORS["detect"].per_size_kinds, "aitod")
+    assert list(unvalidated) == ["metrics/mAP50-95(B)", *AITOD, "val/box_loss"]
+
+
+def test_aitod_line_names_every_bin():
+    line = describe_per_size({"very_tiny": 0.0, "tiny": -1.0, "small": 0.5, "medium": 0.25, "large": 1.0})
+    assert line == ("mAP50-95 by object size (COCO and AI-TOD areas, original px): very tiny 0.0000  tiny n/a (no "
+                    "objects)  small 0.5000  medium 0.2500  large 1.0000")
+
+
+def test_aitod_bins_of_detect_and_of_obb_at_angle_0_agree_and_leave_coco_s_columns_as_they_were(tmp_path,
+                                                                                               tiny_demo_yaml):
+    # Detect adds very tiny and tiny to Ultralytics' own evaluation (its ground truth gdict); OBB evaluates its
+    # recorded labels with the exact rotated IoU: the same boxes at angle 0 give the same five values. The COCO
+    # columns are those of the COCO bins.
+    obb_yaml = _obb_twin(tiny_demo_yaml, tmp_path / "obb-data")
+    _, coco = _validate(SizeAdaptiveValidator, tiny_demo_yaml, _detect_prediction, tmp_path / "coco")
+    _, detect = _validate(_AitodDetect, tiny_demo_yaml, _detect_prediction, tmp_path / "detect")
+    _, obb = _validate(_AitodOBB, obb_yaml, _obb_prediction, tmp_path / "obb")
+    assert [k for k in detect if k in AITOD] == AITOD and [k for k in obb if k in AITOD] == AITOD
+    assert {c: detect[c] for c in AITOD[2:]} == {c: coco[c] for c in AITOD[2:]}
+    assert "metrics/mAP_tiny(B)" not in coco
+    assert 0 < detect["metrics/mAP_tiny(B)"] < 1 and detect["metrics/mAP_tiny(B)"] != detect["metrics/mAP_small(B)"]
+    assert [obb[c] for c in AITOD] == pytest.approx([detect[c] for c in AITOD], abs=1e-9)
+
+
+def test_standalone_detect_validation_saves_and_logs_the_aitod_bins(tmp_path, tiny_demo_yaml):
+    # Predictions equal to the labels: every bin that holds objects scores 1 (the val split has very tiny and tiny
+    # ones, the demo generates both).
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    try:
+        _, stats = _validate(_AitodDetect, tiny_demo_yaml, _perfect, tmp_path, training=False, imgsz=320)
+    finally:
+        LOGGER.removeHandler(handler)
+    assert [stats[c] for c in AITOD] == pytest.approx([1.0] * 5)
+    saved = json.loads((tmp_path / "per_size_metrics.json").read_text())
+    assert saved == {f"mAP_{b}": 1.0 for b in ("very_tiny", "tiny", "small", "medium", "large")}
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", r) for r in records if "by object size" in r]
+    assert lines == ["size_adaptive: mAP50-95 by object size (COCO and AI-TOD areas, original px): very tiny 1.0000  "
+                     "tiny 1.0000  small 1.0000  medium 1.0000  large 1.0000"]
