@@ -65,6 +65,7 @@ from ultralytics.utils.tal import (
 )
 
 from .nwd import nwd, relative_c
+from .settings import ASSIGNERS
 from .simd import simd
 
 _FAR = float("-inf")  # the rank of an anchor outside an object's region
@@ -414,8 +415,6 @@ def max_positives(assigner: torch.nn.Module, n_objects: int) -> int:
 def _check_mode(size_class: type, mode: str) -> None:
     """The refusal of a ``size_assign`` mode that ``size_class`` does not take (``SizeAssigner.refused``)."""
     if mode in size_class.refused:
-        from .settings import ASSIGNERS
-
         allowed = [m for m in ASSIGNERS if m not in size_class.refused]
         raise ValueError(f"size_assign: expected one of {', '.join(allowed)} for {size_class.refused[mode]}; got "
                          f"{mode}")

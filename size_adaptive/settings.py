@@ -157,8 +157,8 @@ def _int_at_least_0(key: str, value: Any) -> int:
     return int(x)
 
 
-def _positive(key: str, value: Any, example: str) -> float:
-    expected = f"a positive finite number, e.g. {key}={example}"
+def _positive(key: str, value: Any, expected: str) -> float:
+    """``value`` as a positive finite float, or a ``ValueError`` naming ``key`` and what was ``expected``."""
     x = _real(key, value, expected)
     if not (math.isfinite(x) and x > 0):
         raise ValueError(f"{key}: expected {expected}; got {value!r}")
@@ -182,11 +182,7 @@ def _nwd_c(key: str, value: Any, allow_auto: bool = True) -> float | str | None:
     if allow_auto and isinstance(value, str) and value.strip().lower() in ("auto", "relative"):
         return None if value.strip().lower() == "auto" else "relative"
     expected = f"a positive number of network-input px, e.g. {key}=12"
-    expected = f"'auto', 'relative' or {expected}" if allow_auto else expected
-    x = _real(key, value, expected)
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"{key}: expected {expected}; got {value!r}")
-    return x
+    return _positive(key, value, f"'auto', 'relative' or {expected}" if allow_auto else expected)
 
 
 @dataclass(frozen=True)
@@ -234,8 +230,9 @@ class SizeSettings:
         "sqrt(w*h) of each ground-truth box (scale-invariant)",
         group="assignment", dump=lambda c: "auto" if c is None else c)
     nwd_k: float = setting(
-        1.0, lambda k, v: _positive(k, v, "1"), "k of size_nwd_c=relative (> 0): NWD is 1/e at a W2 distance of k "
-        "times the object's own side", group="assignment")
+        1.0, lambda k, v: _positive(k, v, f"a positive finite number, e.g. {k}=1"),
+        "k of size_nwd_c=relative (> 0): NWD is 1/e at a W2 distance of k times the object's own side",
+        group="assignment")
     bins: str = setting(
         "coco", _choice(BINS),
         "per-size mAP and diagnostics: 'coco' small/medium/large (32/96 px original); 'aitod' adds very tiny "
