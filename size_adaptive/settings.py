@@ -231,7 +231,8 @@ class SizeSettings:
         group="assignment", dump=lambda c: "auto" if c is None else c)
     nwd_k: float = setting(
         1.0, lambda k, v: _positive(k, v, f"a positive finite number, e.g. {k}=1"),
-        "k of size_nwd_c=relative (> 0): NWD is 1/e at a W2 distance of k times the object's own side",
+        "k of size_nwd_c=relative (> 0; another value without relative is refused): NWD is 1/e at a W2 "
+        "distance of k times the object's own side",
         group="assignment")
     bins: str = setting(
         "coco", _choice(BINS),
@@ -272,6 +273,9 @@ class SizeSettings:
             parsed["input_thresholds"] = parsed["thresholds"]
         if parsed["nwd_input_c"] is None and parsed["nwd_c"] != "relative":
             parsed["nwd_input_c"] = parsed["nwd_c"]
+        if parsed["nwd_k"] != DEFAULTS["size_nwd_k"] and parsed["nwd_c"] != "relative":  # a k that would be unused
+            raise ValueError(f"size_nwd_k: expected only with size_nwd_c=relative (k times each object's own side); "
+                             f"got size_nwd_k={given['size_nwd_k']!r} with size_nwd_c={given['size_nwd_c']!r}")
         return cls(**parsed)
 
     @classmethod

@@ -40,6 +40,8 @@ BAD = [
     ("size_nwd_k", "nan", "expected a positive finite number"),
     ("size_nwd_k", "inf", "expected a positive finite number"),
     ("size_nwd_k", "abc", "expected a positive finite number"),
+    ("size_nwd_k", 2, "expected only with size_nwd_c=relative"),  # with size_nwd_c=auto it would be unused
+    ("size_nwd_k", "0.5", "with size_nwd_c='auto'"),
     ("size_nwd_c", "relativ", "'auto', 'relative' or a positive number"),
     ("size_assign", "nwd-small", "expected one of ['stock', 'fixed', 'nwd', 'nwd_small', 'simd']"),
     ("size_simd_mn", "6,0", "not a positive finite number"),
@@ -58,6 +60,11 @@ def test_bad_setting_is_refused_naming_the_setting_and_the_value(key, value, mes
     assert message in str(e.value)
     if not key.startswith(("size_weigths", "size_treshold")):
         assert repr(value) in str(e.value)
+
+
+def test_size_nwd_k_is_taken_with_relative_c_and_its_default_without():
+    assert SizeSettings.from_dict({"size_nwd_c": "relative", "size_nwd_k": "2"}).nwd_k == 2.0
+    assert SizeSettings.from_dict({"size_nwd_c": 12, "size_nwd_k": 1}).nwd_input_c == 12.0
 
 
 @pytest.mark.parametrize(
