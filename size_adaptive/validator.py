@@ -19,8 +19,8 @@ validator does, pair it with Ultralytics' own COCO predictions (``jdict``) and e
 
 ``size_bins=aitod`` (the validators' ``size_bins``, set by the trainers, ``YOLO.val`` and ``yolo-sa compare``'s stock
 arms) adds AI-TOD's very tiny (area < 8²) and tiny (8²..16²) as ``metrics/mAP_very_tiny(B)`` and ``metrics/mAP_tiny(B)``
-(and ``(M)``), before the COCO columns, on custom data sets; detect evaluates them with
-:func:`~size_adaptive.per_size.coco_per_size` from the same ground truth and predictions as Ultralytics' evaluation.
+(and ``(M)``), before the COCO columns, on custom data sets; detect then evaluates all five bins in one run of
+:func:`~size_adaptive.per_size.coco_per_size` on the ground truth and predictions Ultralytics' evaluation would take.
 """
 
 from __future__ import annotations
@@ -98,17 +98,20 @@ class SizeAdaptiveValidator(DetectionValidator):
         return stats
 
     def coco_evaluate(self, stats: dict, pred_json, anno_json, *args, **kwargs) -> dict:
-        """``DetectionValidator.coco_evaluate`` (8.4.190); for ``size_bins=aitod`` on a custom data set (its
-        in-memory ground truth ``gdict``, and the predictions ``eval_json`` paired with it), the very tiny and tiny
-        mAP too, by ``coco_per_size`` (faster-coco-eval with AI-TOD's area ranges added)."""
-        stats = super().coco_evaluate(stats, pred_json, anno_json, *args, **kwargs)
-        if self.size_bins != "coco" and self.gdict and len(self.jdict) and isinstance(pred_json, list):
-            try:
-                values = coco_per_size(anno_json, pred_json, "bbox", bins=self.size_bins)
-            except Exception as e:  # as upstream: a failed evaluation does not end a training run
-                LOGGER.warning(f"{PREFIX} per-size mAP ({self.size_bins} bins) unable to run: {e}")
-                return stats
-            stats.update({f"metrics/mAP_{b}(B)": values[b] for b in AITOD_NAMES})
+        """``DetectionValidator.coco_evaluate`` (8.4.190). For ``size_bins=aitod`` on a custom data set (its
+        in-memory ground truth ``gdict``, and the predictions ``eval_json`` paired with it) faster-coco-eval runs once,
+        in ``coco_per_size`` with AI-TOD's area ranges added to COCO's: upstream's run would give only COCO's three,
+        which the added ranges leave as they are. COCO and LVIS keep upstream's evaluation."""
+        if self.size_bins == "coco" or not (self.args.save_json and self.gdict and len(self.jdict)
+                                            and isinstance(pred_json, list)):
+            return super().coco_evaluate(stats, pred_json, anno_json, *args, **kwargs)
+        LOGGER.info("\nEvaluating faster-coco-eval mAP...")
+        try:
+            values = coco_per_size(anno_json, pred_json, "bbox", LOGGER.info, bins=self.size_bins)
+        except Exception as e:  # as upstream: a failed evaluation does not end a training run
+            LOGGER.warning(f"{PREFIX} per-size mAP ({self.size_bins} bins) unable to run: {e}")
+            return stats
+        stats.update({f"metrics/mAP_{b}(B)": values[b] for b in bin_names(self.size_bins)})
         return stats
 
 

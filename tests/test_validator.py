@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from faster_coco_eval import COCOeval_faster
 from ultralytics.data.utils import check_det_dataset
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.models.yolo.obb import OBBValidator
@@ -322,13 +323,20 @@ def test_aitod_line_names_every_bin():
 
 
 def test_aitod_bins_of_detect_and_of_obb_at_angle_0_agree_and_leave_coco_s_columns_as_they_were(tmp_path,
-                                                                                               tiny_demo_yaml):
+                                                                                               tiny_demo_yaml,
+                                                                                               monkeypatch):
     # Detect adds very tiny and tiny to Ultralytics' own evaluation (its ground truth gdict); OBB evaluates its
     # recorded labels with the exact rotated IoU: the same boxes at angle 0 give the same five values. The COCO
     # columns are those of the COCO bins.
+    # faster-coco-eval runs once per detect validation with either bins.
     obb_yaml = _obb_twin(tiny_demo_yaml, tmp_path / "obb-data")
+    runs = []
+    evaluate = COCOeval_faster.evaluate
+    monkeypatch.setattr(COCOeval_faster, "evaluate", lambda self: runs.append(self.params.areaRngLbl) or evaluate(self))
     _, coco = _validate(SizeAdaptiveValidator, tiny_demo_yaml, _detect_prediction, tmp_path / "coco")
     _, detect = _validate(_AitodDetect, tiny_demo_yaml, _detect_prediction, tmp_path / "detect")
+    assert [list(labels) for labels in runs] == [["all", "small", "medium", "large"],
+                                                 ["all", "very_tiny", "tiny", "small", "medium", "large"]]
     _, obb = _validate(_AitodOBB, obb_yaml, _obb_prediction, tmp_path / "obb")
     assert [k for k in detect if k in AITOD] == AITOD and [k for k in obb if k in AITOD] == AITOD
     assert {c: detect[c] for c in AITOD[2:]} == {c: coco[c] for c in AITOD[2:]}
