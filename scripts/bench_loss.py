@@ -232,8 +232,9 @@ def measure(bs: int, imgsz: int, device: str, reps: int, loss_reps: int, clock: 
     unit = "allocated on the GPU" if cuda else "peak RSS of a fresh process"
     print()
     print(f"{'':14s}{'stock':>12s}{'ours':>12s}{'ratio':>8s}  target")
-    patched = variant["assign"] != "stock" or variant["min_pos"] or variant["box_nwd"] or variant["bins"] != "coco"
-    targets = {"loss": 1.05 if patched else 1.02, "step": 1.01}
+    # 1.02 for the weighting alone; 1.05 with an assignment, NWD or AI-TOD bins setting on top
+    more = variant["assign"] != "stock" or variant["min_pos"] or variant["box_nwd"] or variant["bins"] != "coco"
+    targets = {"loss": 1.05 if more else 1.02, "step": 1.01}
     for kind, target in targets.items():
         s, o = t[kind]["stock"], t[kind]["ours"]
         print(f"{kind + ' (ms)':14s}{s * 1e3:12.2f}{o * 1e3:12.2f}{t[kind]['ratio']:8.3f}  <= {target}")
